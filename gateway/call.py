@@ -1,0 +1,52 @@
+"""The ``Call``: one request being decided, built once and enriched by each stage.
+
+Owns the shape of what the gateway knows about a request; it must never decide
+anything itself.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.catalogue import ActionSpec
+from gateway.faults import Fault
+from gateway.proxy import Exchange
+from gateway.routing import Route
+from gateway.types import Version
+
+
+@dataclass
+class Call:
+    request_id: str
+    method: str
+    target: str
+    headers: list[tuple[str, str]]  # the client's end-to-end headers
+    peer: str
+    scheme: str
+    host: str
+    body: bytes = b""
+    global_request_id: str | None = None
+    route: Route | None = None
+    version: Version | None = None
+    action: ActionSpec | None = None
+    action_body: dict[str, Any] | None = None
+    fault: Fault | None = None
+    decision: str = "pending"  # allow | deny | error
+    started: float = field(default_factory=time.monotonic)
+    decided_seconds: float = 0.0
+    exchange: Exchange = field(default_factory=Exchange)
+    status: int | None = None
+
+    def header(self, name: str) -> str | None:
+        """The single value of a header, or None; several values count as one joined."""
+        values = [value for key, value in self.headers if key.lower() == name.lower()]
+        return ",".join(values) if values else None
+
+    def header_values(self, name: str) -> list[str]:
+        return [value for key, value in self.headers if key.lower() == name.lower()]
+
+    @property
+    def action_key(self) -> str | None:
+        return self.action.key if self.action is not None else None

@@ -1,0 +1,40 @@
+"""The ``nova-gateway`` command: run the gateway (or the demo when no Nova is set).
+
+Owns argument handling and start-up errors; it must never hold request logic.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from gateway import config, logs
+
+
+def _announce(conf_listen: str, admin_listen: str) -> None:
+    print(f"READY http://{conf_listen}/v2.1 admin http://{admin_listen}", flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    logs.configure()
+    try:
+        conf = config.load(args)
+    except config.ConfigError as exc:
+        print(f"nova-gateway: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    from gateway import server
+
+    if not conf.upstream.url:
+        from gateway import demo
+
+        return demo.run(conf)
+    return server.run(
+        conf,
+        conf.upstream.url,
+        lambda: _announce(conf.gateway.listen, conf.gateway.admin_listen),
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

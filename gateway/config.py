@@ -1,0 +1,370 @@
+"""Every configuration option of the gateway, declared once with oslo.config.
+
+Owns option names, defaults, help texts and start-up validation; it must never act on
+a value (the concerns read their options from the ConfigOpts they are handed).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Sequence
+from typing import Any
+from urllib.parse import urlsplit
+
+from oslo_config import cfg, types
+
+from gateway.types import Version
+
+DEFAULT_BODY_LIMIT = 114688  # oslo_middleware max_request_body_size, Nova's default
+
+
+class HostPort(types.String):  # type: ignore[misc]
+    """``host:port`` (IPv6 in brackets); validated at start-up."""
+
+    def __call__(self, value: Any) -> str:
+        text = str(super().__call__(value))
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise ValueError(f"expected HOST:PORT, got {text!r}")
+        return text
+
+
+gateway_opts = [
+    cfg.Opt(
+        "listen",
+        type=HostPort(),
+        default="127.0.0.1:8774",
+        help="HOST:PORT the proxied compute API listens on.",
+    ),
+    cfg.Opt(
+        "admin_listen",
+        type=HostPort(),
+        default="127.0.0.1:9774",
+        help="HOST:PORT of the admin listener (/healthz, /readyz). Keep it off the client network.",
+    ),
+    cfg.IntOpt(
+        "workers",
+        min=0,
+        default=0,
+        help="Worker processes sharing the listen port (SO_REUSEPORT). 0 means one per CPU.",
+    ),
+    cfg.FloatOpt(
+        "graceful_shutdown_timeout",
+        min=0,
+        default=30.0,
+        help="On SIGTERM, seconds to let in-flight requests finish before closing.",
+    ),
+    cfg.ListOpt(
+        "trusted_proxies",
+        default=[],
+        mutable=True,
+        help="Addresses or CIDRs of front proxies whose X-Forwarded-For/-Proto/-Host "
+        "are believed. From any other peer these headers are replaced.",
+    ),
+]
+
+upstream_opts = [
+    cfg.URIOpt(
+        "url",
+        schemes=["http", "https"],
+        help="Base URL of nova-api's compute endpoint, e.g. http://nova:8774/v2.1. "
+        "Unset: the demo starts the bundled Nova simulator.",
+    ),
+    cfg.FloatOpt("connect_timeout", min=0.001, default=5.0, help="Seconds to connect."),
+    cfg.FloatOpt(
+        "read_timeout",
+        min=0.001,
+        default=60.0,
+        help="Seconds to wait for the next chunk of the upstream's answer (headers or "
+        "body) before answering 504.",
+    ),
+    cfg.FloatOpt(
+        "total_timeout",
+        min=0.001,
+        default=300.0,
+        help="Seconds an upstream exchange may take in all, body streaming included.",
+    ),
+    cfg.IntOpt(
+        "pool_size",
+        min=1,
+        default=256,
+        help="Connections to the upstream per worker process.",
+    ),
+    cfg.FloatOpt(
+        "pool_wait",
+        min=0,
+        default=5.0,
+        help="Seconds a request waits for a free upstream connection before 503.",
+    ),
+    cfg.IntOpt(
+        "pool_retry_after",
+        min=0,
+        default=1,
+        help="Retry-After seconds sent with the 503 of an exhausted pool.",
+    ),
+    cfg.FloatOpt(
+        "version_refresh_interval",
+        min=1,
+        default=60.0,
+        help="Seconds between reads of the upstream's version document (supported "
+        "microversion range, readiness).",
+    ),
+    cfg.FloatOpt(
+        "ready_max_age",
+        min=1,
+        default=180.0,
+        help="/readyz fails when the upstream last answered its version document "
+        "longer ago than this.",
+    ),
+    cfg.StrOpt(
+        "min_version",
+        help="Override the minimum microversion read from the upstream, e.g. 2.1.",
+    ),
+    cfg.StrOpt(
+        "max_version",
+        help="Override the maximum microversion read from the upstream, e.g. 2.104.",
+    ),
+]
+
+limit_opts = [
+    cfg.IntOpt(
+        "max_request_body_size",
+        min=0,
+        mutable=True,
+        default=DEFAULT_BODY_LIMIT,
+        help="Largest request body in bytes; larger is 413 (Nova's default 114688).",
+    ),
+    cfg.IntOpt("max_headers", min=1, default=128, help="Most request header lines."),
+    cfg.IntOpt(
+        "max_header_size",
+        min=256,
+        default=8190,
+        help="Longest request line or header field, in bytes (larger is 400/431).",
+    ),
+    cfg.IntOpt(
+        "max_path_length",
+        min=64,
+        mutable=True,
+        default=2048,
+        help="Longest request path in characters; longer is 414.",
+    ),
+]
+
+identity_opts = [
+    cfg.StrOpt(
+        "mode",
+        choices=[
+            ("keystone", "validate X-Auth-Token with Keystone's v3 API (production)"),
+            ("jwt", "verify signed JSON Web Tokens with configured keys"),
+            ("noauth", "demo tokens <user>:<project>[:<roles>]; never in production"),
+        ],
+        default="keystone",
+        help="How callers are authenticated.",
+    ),
+    cfg.BoolOpt(
+        "allow_noauth",
+        default=False,
+        help="Must be true for mode=noauth to start: noauth trusts whatever a caller claims to be.",
+    ),
+    cfg.StrOpt(
+        "noauth_service_token",
+        default="nova-gateway:service:admin",
+        secret=True,
+        help="In noauth mode, the token the gateway itself uses to read servers.",
+    ),
+    cfg.URIOpt(
+        "keystone_url",
+        schemes=["http", "https"],
+        help="Keystone's v3 endpoint, e.g. http://keystone:5000/v3 (mode=keystone).",
+    ),
+    cfg.StrOpt("service_username", default="nova-gateway", help="The gateway's Keystone user."),
+    cfg.StrOpt("service_password", secret=True, help="Password of the gateway's Keystone user."),
+    cfg.StrOpt(
+        "service_project_name", default="service", help="Project the service user scopes to."
+    ),
+    cfg.StrOpt("service_user_domain_id", default="default", help="Domain id of the service user."),
+    cfg.StrOpt(
+        "service_project_domain_id",
+        default="default",
+        help="Domain id of the service user's project.",
+    ),
+    cfg.FloatOpt(
+        "keystone_timeout",
+        min=0.001,
+        default=5.0,
+        help="Seconds a Keystone call may take before the caller gets 503.",
+    ),
+    cfg.IntOpt(
+        "token_cache_time",
+        min=0,
+        default=300,
+        help="Seconds a validated token is cached (never past its expiry), like "
+        "keystonemiddleware's token_cache_time. 0 disables the cache.",
+    ),
+    cfg.IntOpt(
+        "invalid_token_cache_time",
+        min=0,
+        default=30,
+        help="Seconds a token Keystone refused is remembered as invalid.",
+    ),
+    cfg.IntOpt("token_cache_size", min=1, default=10000, help="Most tokens held in the cache."),
+    cfg.ListOpt(
+        "jwt_key_files",
+        default=[],
+        help="PEM public key files for mode=jwt; re-read when they change.",
+    ),
+    cfg.StrOpt("jwt_jwks_file", help="A JWKS file for mode=jwt; re-read when it changes."),
+    cfg.ListOpt(
+        "jwt_algorithms",
+        default=["RS256", "ES256", "EdDSA"],
+        help="Signature algorithms accepted (never 'none', never HMAC with a public key).",
+    ),
+    cfg.StrOpt("jwt_issuer", help="Required iss claim."),
+    cfg.StrOpt("jwt_audience", help="Required aud claim."),
+    cfg.FloatOpt("jwt_leeway", min=0, default=30.0, help="Seconds of clock skew allowed."),
+    cfg.StrOpt("jwt_user_claim", default="sub", help="Claim holding the user id."),
+    cfg.StrOpt("jwt_project_claim", default="project_id", help="Claim holding the project id."),
+    cfg.StrOpt("jwt_roles_claim", default="roles", help="Claim holding the role list."),
+    cfg.StrOpt(
+        "jwt_system_scope_claim",
+        default="system_scope",
+        help="Claim holding the system scope ('all') of a system-scoped token.",
+    ),
+    cfg.StrOpt("jwt_domain_claim", default="domain_id", help="Claim holding a domain scope."),
+]
+
+policy_opts = [
+    cfg.StrOpt(
+        "policy_dir",
+        default="policies",
+        help="Directory with policy.yaml and policy.d/*.yaml in Nova's policy file format.",
+    ),
+    cfg.BoolOpt(
+        "enforce_scope",
+        default=True,
+        help="Refuse tokens whose scope (system, domain) the rule does not allow.",
+    ),
+    cfg.BoolOpt(
+        "enforce_new_defaults",
+        default=True,
+        help="Use Nova's current (role-based) defaults, not the deprecated ones.",
+    ),
+    cfg.FloatOpt(
+        "reload_interval",
+        min=0.1,
+        default=2.0,
+        help="Seconds between checks of the policy files for changes.",
+    ),
+    cfg.ListOpt(
+        "dry_run_rules",
+        default=[],
+        mutable=True,
+        help="Rule names evaluated and audited as 'would deny' but not enforced.",
+    ),
+    cfg.BoolOpt(
+        "strict_locks",
+        default=False,
+        mutable=True,
+        help="Locks bind admins too (except for unlock). Nova lets admins act on locked servers.",
+    ),
+]
+
+server_lookup_opts = [
+    cfg.FloatOpt(
+        "cache_ttl",
+        min=0,
+        default=2.0,
+        help="Seconds a server read from the upstream is reused for decisions.",
+    ),
+    cfg.IntOpt("cache_size", min=1, default=10000, help="Most servers held in the cache."),
+]
+
+OPT_GROUPS: dict[str, list[cfg.Opt]] = {
+    "gateway": gateway_opts,
+    "upstream": upstream_opts,
+    "limits": limit_opts,
+    "identity": identity_opts,
+    "policy": policy_opts,
+    "server_lookup": server_lookup_opts,
+}
+
+# Flags accepted on the command line as well as in the file.
+CLI_FLAGS: dict[str, tuple[str, str]] = {
+    "upstream-url": ("upstream", "url"),
+    "listen": ("gateway", "listen"),
+    "admin-listen": ("gateway", "admin_listen"),
+    "workers": ("gateway", "workers"),
+    "identity": ("identity", "mode"),
+    "policy-dir": ("policy", "policy_dir"),
+}
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    """Entry point for oslo-config-generator (namespace nova_gateway)."""
+    return [(group, list(opts)) for group, opts in OPT_GROUPS.items()]
+
+
+def _cli_opts() -> list[cfg.Opt]:
+    return [
+        cfg.StrOpt(flag, dest=f"cli_{group}_{name}", help=f"Same as [{group}] {name}.")
+        for flag, (group, name) in CLI_FLAGS.items()
+    ]
+
+
+def make_conf() -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    for group, opts in OPT_GROUPS.items():
+        conf.register_opts(opts, group=group)
+    return conf
+
+
+class ConfigError(Exception):
+    """Configuration the gateway refuses to start with; the message names the option."""
+
+
+def load(argv: Sequence[str], conf: cfg.ConfigOpts | None = None) -> cfg.ConfigOpts:
+    """Parse --config-file/--config-dir and the CLI flags; raise ConfigError if invalid."""
+    conf = conf or make_conf()
+    conf.register_cli_opts(_cli_opts())
+    try:
+        conf(list(argv), project="nova-gateway", default_config_files=[])
+        for _flag, (group, name) in CLI_FLAGS.items():
+            value = getattr(conf, f"cli_{group}_{name}")
+            if value is not None:
+                conf.set_override(name, value, group=group)
+        validate(conf)
+    except (cfg.Error, ValueError) as exc:
+        raise ConfigError(str(exc)) from exc
+    return conf
+
+
+def validate(conf: cfg.ConfigOpts) -> None:
+    """Cross-option checks oslo.config's types cannot express."""
+    for group, opts in OPT_GROUPS.items():
+        for opt in opts:
+            try:
+                getattr(conf[group], opt.dest)
+            except (cfg.Error, ValueError) as exc:
+                raise ConfigError(f"[{group}] {opt.name}: {exc}") from exc
+    for entry in conf.gateway.trusted_proxies:
+        try:
+            ipaddress.ip_network(entry, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"[gateway] trusted_proxies: {entry!r} is not an address or CIDR"
+            ) from None
+    url = conf.upstream.url
+    if url and not urlsplit(url).hostname:
+        raise ConfigError(f"[upstream] url: {url!r} has no host")
+    for name in ("min_version", "max_version"):
+        text = getattr(conf.upstream, name)
+        if text:
+            try:
+                Version.parse(text)
+            except ValueError:
+                raise ConfigError(f"[upstream] {name}: {text!r} is not X.Y") from None
+
+
+def worker_count(conf: cfg.ConfigOpts) -> int:
+    return int(conf.gateway.workers) or (os.cpu_count() or 1)

@@ -1,0 +1,40 @@
+"""Headers of every answer and the wire form of the gateway's own refusals.
+
+Owns request-id and version headers on answers; it must never decide a status.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway import microversion
+from gateway.call import Call
+from gateway.faults import FAULT_CONTENT_TYPE, Fault
+from gateway.headers import RESPONSE_REQUEST_IDS
+
+
+def answer_headers(call: Call) -> list[tuple[str, str]]:
+    """Request ids, and the version headers once a version was decided (as Nova does)."""
+    headers = [(name, call.request_id) for name in RESPONSE_REQUEST_IDS]
+    if call.version is not None:
+        headers.extend(microversion.response_headers(call.version).items())
+    return headers
+
+
+def fault_response(call: Call, fault: Fault) -> web.Response:
+    response = web.Response(
+        status=fault.status,
+        body=fault.body(),
+        content_type=None,
+        headers={"Content-Type": FAULT_CONTENT_TYPE},
+    )
+    for name in RESPONSE_REQUEST_IDS:
+        response.headers[name] = call.request_id
+    if call.version is not None and fault.version_headers:
+        for key, value in microversion.response_headers(call.version).items():
+            response.headers[key] = value
+        for value in microversion.VARY_VALUES:
+            response.headers.add("Vary", value)
+    for key, value in fault.headers.items():
+        response.headers[key] = value
+    return response

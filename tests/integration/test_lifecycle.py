@@ -1,0 +1,123 @@
+"""The gateway as a process: SIGTERM drains in-flight requests, SIGHUP reloads, workers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from tests.integration.upstream import FakeUpstream
+from tests.support.processes import ServerProcess, free_port, start_server
+
+IN_FLIGHT = 5
+
+
+async def start_gateway_process(
+    upstream_url: str, config_text: str, tmp_path: Path, *extra: str
+) -> ServerProcess:
+    config_file = tmp_path / "gateway.conf"
+    config_file.write_text(config_text)
+    argv = [
+        sys.executable, "-m", "gateway", "--config-file", str(config_file),
+        "--upstream-url", upstream_url,
+        "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}",
+        *extra,
+    ]
+    # The upstream runs on this event loop: wait for READY off the loop.
+    return await asyncio.to_thread(start_server, "gateway", argv, ready_timeout=30)
+
+
+async def wait_for_log(process: ServerProcess, text: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in process.log_path.read_text():
+        assert time.monotonic() < deadline, f"{text!r} never logged:\n{process.log_tail()}"
+        await asyncio.sleep(0.02)
+
+
+async def connection_refused(url: str) -> bool:
+    try:
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            await response.read()
+    except aiohttp.ClientConnectorError:
+        return True
+    return False
+
+
+async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
+    fake_upstream: tuple[FakeUpstream, str], tmp_path: Path
+) -> None:
+    upstream, url = fake_upstream
+    process = await start_gateway_process(url, "[gateway]\nworkers = 1\n", tmp_path)
+    api = process.url.removesuffix("/v2.1")
+    try:
+        before = len(upstream.received)
+        session = aiohttp.ClientSession()
+        held = [
+            asyncio.create_task(session.get(f"{api}/v2.1/hold")) for _ in range(IN_FLIGHT)
+        ]
+        await upstream.wait_for(before + IN_FLIGHT)
+        process._popen.send_signal(signal.SIGTERM)
+        await wait_for_log(process, "worker_draining")
+        deadline = time.monotonic() + 10
+        while not await connection_refused(f"{api}/v2.1/servers"):
+            assert time.monotonic() < deadline, "still accepting after SIGTERM"
+            await asyncio.sleep(0.02)
+        upstream.release.set()
+        responses = await asyncio.gather(*held)
+        assert [response.status for response in responses] == [200] * IN_FLIGHT
+        assert [await response.text() for response in responses] == ["done"] * IN_FLIGHT
+        await session.close()
+        code = await asyncio.to_thread(process._popen.wait, 15)
+        assert code == 0
+    finally:
+        process.stop()
+
+
+async def test_sighup_reloads_configuration_without_restart(
+    fake_upstream: tuple[FakeUpstream, str], tmp_path: Path
+) -> None:
+    _, url = fake_upstream
+    process = await start_gateway_process(url, "[gateway]\nworkers = 1\n", tmp_path)
+    api = process.url.removesuffix("/v2.1")
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{api}/v2.1/servers", data=b"x" * 1000) as response:
+                assert response.status == 200
+            (tmp_path / "gateway.conf").write_text(
+                "[gateway]\nworkers = 1\n[limits]\nmax_request_body_size = 100\n"
+            )
+            process._popen.send_signal(signal.SIGHUP)
+            await wait_for_log(process, "config_reloaded")
+            async with session.post(f"{api}/v2.1/servers", data=b"x" * 1000) as response:
+                assert response.status == 413
+            assert process.running
+    finally:
+        assert process.stop() == 0
+
+
+def children_of(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+async def test_workers_share_one_port(
+    fake_upstream: tuple[FakeUpstream, str], tmp_path: Path
+) -> None:
+    _, url = fake_upstream
+    process = await start_gateway_process(url, "", tmp_path, "--workers", "2")
+    api = process.url.removesuffix("/v2.1")
+    try:
+        assert len(children_of(process.pid)) == 2
+        statuses: list[Any] = []
+        for _ in range(20):
+            async with aiohttp.ClientSession() as session:
+                async with session.get(f"{api}/v2.1/servers") as response:
+                    statuses.append(response.status)
+        assert statuses == [200] * 20
+    finally:
+        assert process.stop() == 0

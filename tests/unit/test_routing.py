@@ -1,0 +1,104 @@
+"""Path canonicalisation and route classification: no spelling of an action slips by."""
+
+from __future__ import annotations
+
+import pytest
+
+from gateway.faults import Fault
+from gateway.routing import RouteKind, classify, split_target
+
+SID = "9b0c8d2e-1111-4222-8333-444455556666"
+
+
+def route_of(method: str, target: str):  # type: ignore[no-untyped-def]
+    path, query = split_target(target, 2048)
+    return classify(method, path, query)
+
+
+def test_action_route() -> None:
+    route = route_of("POST", f"/v2.1/servers/{SID}/action")
+    assert route.kind is RouteKind.SERVER_ACTION and route.server_id == SID
+    assert route.url_project_id is None
+
+
+def test_action_route_with_project_id() -> None:
+    route = route_of("POST", f"/v2.1/0a1b-ff/servers/{SID}/action?x=1")
+    assert route.kind is RouteKind.SERVER_ACTION
+    assert route.url_project_id == "0a1b-ff" and route.query == "x=1"
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"/v2.1/servers/{SID}/action/",
+        f"/v2.1/servers/{SID}/Action",
+        f"/v2.1/Servers/{SID}/action",
+        f"/v2.1/servers/{SID}/action.json",
+        f"/v2.1/servers/{SID}/ACTION",
+        f"/v2.1/NOT_HEX/servers/{SID}/action",
+    ],
+)
+def test_action_spelling_variants_are_404(target: str) -> None:
+    with pytest.raises(Fault) as caught:
+        route_of("POST", target)
+    assert caught.value.status == 404
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
+def test_other_methods_on_action_are_404(method: str) -> None:
+    with pytest.raises(Fault) as caught:
+        route_of(method, f"/v2.1/servers/{SID}/action")
+    assert caught.value.status == 404
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        f"/v2.1//servers/{SID}/action",
+        f"/v2.1/servers/{SID}/./action",
+        f"/v2.1/servers/x/../{SID}/action",
+        f"/v2.1/servers/{SID}/%61ction",
+        f"/v2.1/servers/{SID}%2Faction",
+        f"/v2.1/servers/{SID}/action%00",
+        f"/v2.1/servers/{SID}/action;x=1",
+        f"/v2.1/servers/{SID}%2e/action",
+        "/v2.1/servers/%",
+        "/v2.1/servers/%zz",
+        "/v2.1/servers\\x",
+        "http://evil/v2.1/servers",
+        "*",
+        "/v2.1/servers#frag",
+    ],
+)
+def test_non_canonical_targets_are_400(target: str) -> None:
+    with pytest.raises(Fault) as caught:
+        route_of("POST", target)
+    assert caught.value.status == 400
+
+
+def test_overlong_path_is_414() -> None:
+    with pytest.raises(Fault) as caught:
+        split_target("/v2.1/" + "a" * 3000, 2048)
+    assert caught.value.status == 414
+
+
+@pytest.mark.parametrize("prefix", ["/v2", "/V2.1", "/v3", "/compute", "/v2.1x"])
+def test_unserved_prefixes_are_404(prefix: str) -> None:
+    with pytest.raises(Fault) as caught:
+        route_of("POST", f"{prefix}/servers/{SID}/action")
+    assert caught.value.status == 404
+
+
+def test_other_api_paths_are_proxied() -> None:
+    assert route_of("GET", "/").kind is RouteKind.VERSIONS
+    assert route_of("GET", "/v2.1").kind is RouteKind.VERSION_DOCUMENT
+    assert route_of("GET", "/v2.1/").kind is RouteKind.VERSION_DOCUMENT
+    for target in ("/v2.1/servers/detail?limit=1", "/v2.1/flavors",
+                   f"/v2.1/servers/{SID}/metadata/my%20key", "/v2.1/os-keypairs/a%20b"):
+        assert route_of("GET", target).kind is RouteKind.API
+
+
+def test_server_resource_is_marked_for_put_and_delete() -> None:
+    route = route_of("DELETE", f"/v2.1/servers/{SID}")
+    assert route.server_resource and route.server_id == SID
+    assert not route_of("GET", f"/v2.1/servers/{SID}").server_resource
