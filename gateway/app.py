@@ -13,8 +13,12 @@ from oslo_config import cfg
 
 from gateway import headers as header_names
 from gateway.call import Call
+from gateway.identity import strip_identity_headers
+from gateway.identity_factory import build_authenticator
 from gateway.pipeline import Gate, handle
+from gateway.policy import PolicyEngine
 from gateway.proxy import Upstream, UpstreamSettings
+from gateway.servers import LockRecords, ServerLookup
 from gateway.types import Version
 from gateway.versions import UpstreamVersions
 
@@ -31,7 +35,7 @@ def _version(text: str | None) -> Version | None:
     return Version.parse(text) if text else None
 
 
-def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
+async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
     root = upstream_root(upstream_url)
     settings = UpstreamSettings(
         base_url=root,
@@ -48,10 +52,24 @@ def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
         _version(conf.upstream.min_version),
         _version(conf.upstream.max_version),
     )
+    upstream = Upstream(settings)
+    identity = await build_authenticator(conf, upstream.session)
+    servers = ServerLookup(
+        lambda: upstream.session,
+        root + API_SUFFIX,
+        identity.service_token,
+        conf.server_lookup.cache_ttl,
+        conf.server_lookup.cache_size,
+        lambda: versions.range.maximum,
+    )
     gate = Gate(
-        upstream=Upstream(settings),
+        upstream=upstream,
         versions=versions,
         forwarding=header_names.ForwardingPolicy([]),
+        identity=identity,
+        policy=PolicyEngine(conf),
+        servers=servers,
+        lock_records=LockRecords(),
         max_body=0,
         max_path=0,
     )
@@ -64,10 +82,18 @@ def apply_reloadable(gate: Gate, conf: cfg.ConfigOpts) -> None:
     gate.forwarding = header_names.ForwardingPolicy(conf.gateway.trusted_proxies)
     gate.max_body = conf.limits.max_request_body_size
     gate.max_path = conf.limits.max_path_length
+    gate.strict_locks = conf.policy.strict_locks
 
 
 def call_from(request: web.BaseRequest) -> Call:
-    headers = list(request.headers.items())
+    # Identity headers are the gateway's to assert, never the client's; header names
+    # with underscores are dropped (as nginx does) because a WSGI server upstream would
+    # read X_Auth_Token as X-Auth-Token, a second spelling the gate never checked.
+    headers = [
+        (key, value)
+        for key, value in strip_identity_headers(request.headers.items())
+        if "_" not in key
+    ]
     peer = request.remote or ""
     return Call(
         request_id=header_names.new_request_id(),
@@ -96,6 +122,8 @@ def admin_app(gate: Gate, ready_max_age: float) -> web.Application:
     async def readyz(request: web.Request) -> web.Response:
         age = gate.versions.age()
         checks = {"upstream_version_document_age": None if age is None else round(age, 3)}
+        # The last good policy keeps serving when a reload fails: report, don't fail.
+        checks["policy_last_reload_ok"] = gate.policy.last_reload_ok
         ready = age is not None and age <= ready_max_age
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 

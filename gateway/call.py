@@ -12,8 +12,10 @@ from typing import Any
 
 from gateway.catalogue import ActionSpec
 from gateway.faults import Fault
+from gateway.identity import Credentials
 from gateway.proxy import Exchange
 from gateway.routing import Route
+from gateway.servers import ServerFacts
 from gateway.types import Version
 
 
@@ -32,6 +34,12 @@ class Call:
     version: Version | None = None
     action: ActionSpec | None = None
     action_body: dict[str, Any] | None = None
+    credentials: Credentials | None = None
+    is_admin: bool = False
+    server: ServerFacts | None = None
+    locked_by: str | None = None
+    # (rule, outcome) for every policy rule evaluated: allow | deny | would_deny
+    verdicts: list[tuple[str, str]] = field(default_factory=list)
     fault: Fault | None = None
     decision: str = "pending"  # allow | deny | error
     started: float = field(default_factory=time.monotonic)
@@ -50,3 +58,10 @@ class Call:
     @property
     def action_key(self) -> str | None:
         return self.action.key if self.action is not None else None
+
+    @property
+    def action_value(self) -> Any:
+        """The value under the action key (the body's only member)."""
+        if self.action is None or self.action_body is None:
+            return None
+        return self.action_body.get(self.action.key)

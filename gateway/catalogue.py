@@ -63,6 +63,8 @@ class PolicyRule:
     default: str
     when: When = When.ALWAYS
     target: Target = Target.SERVER
+    # Nova checks some rules inside the compute API, after the lock and state checks.
+    after_state: bool = False
 
     @property
     def fatal(self) -> bool:
@@ -655,7 +657,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
         schemas=_ranged(S.UNSHELVE_RANGES),
         policies=(
             _rule("os_compute_api:os-shelve:unshelve"),
-            _rule("os_compute_api:os-shelve:unshelve_to_host", ADMIN, When.UNSHELVE_TO_HOST),
+            PolicyRule(
+                "os_compute_api:os-shelve:unshelve_to_host",
+                ADMIN,
+                When.UNSHELVE_TO_HOST,
+                after_state=True,
+            ),
         ),
         lock_checked=True,
         states=_states("shelved", "shelved_offloaded"),
@@ -684,3 +691,27 @@ ACTIONS: tuple[ActionSpec, ...] = (
 )
 
 BY_KEY: Mapping[str, ActionSpec] = {spec.key: spec for spec in ACTIONS}
+
+# DELETE and PUT of /servers/{id} pass the same gates (Nova lock-checks delete only).
+SERVER_RESOURCE_ACTIONS: Mapping[str, ActionSpec] = {
+    "DELETE": ActionSpec(
+        key="delete",
+        min_version=MIN_VERSION,
+        max_version=None,
+        schemas=(),
+        policies=(_rule(_SERVERS + "delete"),),
+        lock_checked=True,
+        states=None,
+        normal_status=204,
+    ),
+    "PUT": ActionSpec(
+        key="update",
+        min_version=MIN_VERSION,
+        max_version=None,
+        schemas=(),
+        policies=(_rule(_SERVERS + "update"),),
+        lock_checked=False,
+        states=None,
+        normal_status=200,
+    ),
+}

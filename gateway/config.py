@@ -19,7 +19,7 @@ from gateway.types import Version
 DEFAULT_BODY_LIMIT = 114688  # oslo_middleware max_request_body_size, Nova's default
 
 
-class HostPort(types.String):  # type: ignore[misc]
+class HostPort(types.String):
     """``host:port`` (IPv6 in brackets); validated at start-up."""
 
     def __call__(self, value: Any) -> str:
@@ -30,7 +30,7 @@ class HostPort(types.String):  # type: ignore[misc]
         return text
 
 
-gateway_opts = [
+gateway_opts: list[cfg.Opt] = [
     cfg.Opt(
         "listen",
         type=HostPort(),
@@ -64,7 +64,7 @@ gateway_opts = [
     ),
 ]
 
-upstream_opts = [
+upstream_opts: list[cfg.Opt] = [
     cfg.URIOpt(
         "url",
         schemes=["http", "https"],
@@ -127,7 +127,7 @@ upstream_opts = [
     ),
 ]
 
-limit_opts = [
+limit_opts: list[cfg.Opt] = [
     cfg.IntOpt(
         "max_request_body_size",
         min=0,
@@ -151,7 +151,7 @@ limit_opts = [
     ),
 ]
 
-identity_opts = [
+identity_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "mode",
         choices=[
@@ -232,9 +232,14 @@ identity_opts = [
         help="Claim holding the system scope ('all') of a system-scoped token.",
     ),
     cfg.StrOpt("jwt_domain_claim", default="domain_id", help="Claim holding a domain scope."),
+    cfg.StrOpt(
+        "jwt_service_token_file",
+        help="mode=jwt: file holding the token the gateway sends upstream for its own "
+        "server reads (re-read when it changes).",
+    ),
 ]
 
-policy_opts = [
+policy_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         "policy_dir",
         default="policies",
@@ -270,7 +275,7 @@ policy_opts = [
     ),
 ]
 
-server_lookup_opts = [
+server_lookup_opts: list[cfg.Opt] = [
     cfg.FloatOpt(
         "cache_ttl",
         min=0,

@@ -189,9 +189,9 @@ class KeystoneAuthenticator:
         self._inflight: dict[bytes, asyncio.Task[Outcome]] = {}
         self._service: _ServiceToken | None = None
         self._service_task: asyncio.Task[_ServiceToken | None] | None = None
-        self.keystone_calls = 0  # validations and password authentications sent, for tests
+        self.keystone_calls = 0  # validations and password logins sent (metrics, tests)
 
-    def __repr__(self) -> str:  # the default would show the password-bearing auth body
+    def __repr__(self) -> str:  # says where, never with what: the auth body holds a password
         return f"KeystoneAuthenticator(url={self._url!r})"
 
     # -- the Authenticator protocol ---------------------------------------------------

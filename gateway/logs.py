@@ -12,6 +12,10 @@ import sys
 import structlog
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(level: str = "INFO") -> None:
     logging.basicConfig(stream=sys.stderr, level=level, format="%(message)s")
     structlog.configure(
@@ -22,7 +26,9 @@ def configure(level: str = "INFO") -> None:
             structlog.processors.format_exc_info,
             structlog.processors.JSONRenderer(),
         ],
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolve sys.stderr when a logger is made, not at configure time, so a replaced
+        # stderr (a daemoniser, a test's capture) is honoured.
+        logger_factory=_stderr_logger,
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=False,
     )

@@ -12,13 +12,16 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from gateway import body, microversion, routing
+from gateway import body, gates, microversion, routing
 from gateway.call import Call
-from gateway.catalogue import BY_KEY
+from gateway.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, Lookup, PolicyRule, Target
 from gateway.faults import Fault, not_found
 from gateway.headers import REQUEST_ID, ForwardingPolicy, end_to_end
+from gateway.identity import Authenticator
+from gateway.policy import Outcome, PolicyEngine, build_target, rules_for
 from gateway.proxy import Upstream
 from gateway.responses import answer_headers, fault_response
+from gateway.servers import LockRecords, ServerLookup
 from gateway.validation import validate_action
 from gateway.versions import UpstreamVersions
 
@@ -30,8 +33,13 @@ class Gate:
     upstream: Upstream
     versions: UpstreamVersions
     forwarding: ForwardingPolicy
+    identity: Authenticator
+    policy: PolicyEngine
+    servers: ServerLookup
+    lock_records: LockRecords
     max_body: int
     max_path: int
+    strict_locks: bool = False
 
 
 Stage = Callable[[Gate, Call, web.BaseRequest], Awaitable[None]]
@@ -72,6 +80,17 @@ async def route(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     call.route = routing.classify(call.method, path, query)
 
 
+_UNAUTHENTICATED = (routing.RouteKind.VERSIONS, routing.RouteKind.VERSION_DOCUMENT)
+
+
+async def authenticate(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Every API request needs a valid token; version documents do not, as in Nova."""
+    if call.route is None or call.route.kind in _UNAUTHENTICATED:
+        return
+    call.credentials = await gate.identity.authenticate(call.headers)
+    call.is_admin = gate.policy.is_admin(call.credentials)
+
+
 async def negotiate_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.route is None or call.route.kind is routing.RouteKind.VERSIONS:
         return  # the version list lives outside the v2.1 application: no negotiation
@@ -89,11 +108,28 @@ async def check_content_type(gate: Gate, call: Call, request: web.BaseRequest) -
 
 
 async def dispatch_action(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    if call.route is not None and call.route.server_resource:
+        call.action = SERVER_RESOURCE_ACTIONS.get(call.method)
+        return
     if not _is_action(call):
         return
     value = body.parse_json(call.body)
     call.action, _ = body.dispatch_action(value, BY_KEY)
     call.action_body = value
+
+
+async def check_url_project(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """A project id in the URL must be the token's (Nova's 400, before the version gate)."""
+    url_project = call.route.url_project_id if call.route is not None else None
+    if url_project is None or call.credentials is None:
+        return
+    if url_project != call.credentials.project_id:
+        raise Fault(
+            400,
+            f"Malformed request URL: URL's project_id '{url_project}' doesn't match "
+            f"Context's project_id '{call.credentials.project_id}'",
+            reason="url_project_id",
+        )
 
 
 async def check_action_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -113,15 +149,119 @@ async def validate_body(gate: Gate, call: Call, request: web.BaseRequest) -> Non
     validate_action(call.action, call.version, call.action_body)
 
 
+def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:
+    """Nova's ``context.can`` for each rule; the first enforced refusal is a 403."""
+    assert call.action is not None and call.credentials is not None
+    if not rules:
+        return
+    version = call.version or microversion.DEFAULT_VERSION
+    server = call.server
+    target = build_target(
+        call.action,
+        call.action_value,
+        version,
+        project_id=server.project_id if server else call.credentials.project_id,
+        user_id=server.user_id if server else call.credentials.user_id,
+        server=server.policy_attributes() if server else None,
+    )
+    caller_target = build_target(
+        call.action,
+        call.action_value,
+        version,
+        project_id=call.credentials.project_id,
+        user_id=call.credentials.user_id,
+    )
+    decision = gate.policy.decide_all(rules, target, call.credentials, caller_target=caller_target)
+    call.verdicts.extend((verdict.rule, verdict.outcome.value) for _, verdict in decision.each)
+    if decision.verdict.outcome is Outcome.DENIED:
+        raise Fault(
+            403,
+            f"Policy doesn't allow {decision.verdict.rule} to be performed.",
+            reason="policy",
+        )
+
+
+def _rules(call: Call, *, after_state: bool, caller_target: bool) -> list[PolicyRule]:
+    assert call.action is not None and call.credentials is not None
+    server = call.server
+    rules = rules_for(
+        call.action,
+        call.action_value,
+        call.version or microversion.DEFAULT_VERSION,
+        server.image if server else None,
+        call.locked_by,
+        call.credentials.project_id,
+        server.project_id if server else None,
+    )
+    return [
+        rule
+        for rule in rules
+        if rule.after_state == after_state and (rule.target is Target.CALLER) == caller_target
+    ]
+
+
+async def authorize_without_server(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Console actions: Nova checks policy with the caller's own target before the lookup."""
+    if call.action is not None and call.action.lookup is Lookup.AFTER_POLICY:
+        _authorize(gate, call, _rules(call, after_state=False, caller_target=True))
+
+
+async def look_up_server(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """The server the call names; another project's server is Nova's 404 for non-admins."""
+    if call.action is None or call.action.lookup is Lookup.NONE or call.route is None:
+        return
+    server_id = call.route.server_id or ""
+    assert call.credentials is not None
+    found = await gate.servers.get(server_id)
+    call.server = gates.check_visible(
+        server_id, found, call.credentials.project_id, call.is_admin
+    )
+    if call.server.locked and any(
+        rule.when.name == "LOCKED_BY_OTHER" for rule in call.action.policies
+    ):
+        call.locked_by = gate.lock_records.get(server_id) or await gate.servers.locked_by(
+            call.server
+        )
+
+
+async def authorize(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    if call.action is not None and call.action.lookup is not Lookup.AFTER_POLICY:
+        _authorize(gate, call, _rules(call, after_state=False, caller_target=False))
+
+
+async def check_lock(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    if call.action is not None and call.server is not None:
+        gates.check_lock(call.action, call.server, call.is_admin, gate.strict_locks)
+
+
+async def check_state(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    if call.action is not None and call.server is not None:
+        gates.check_state(call.action, call.server, call.action_value)
+
+
+async def authorize_after_state(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Rules Nova checks inside the compute API, after lock and state (unshelve to host)."""
+    if call.action is not None and call.credentials is not None:
+        _authorize(gate, call, _rules(call, after_state=True, caller_target=False))
+
+
 # The gate, in Nova's order (nova-actions.md §0) for the checks Nova also makes.
 STAGES: Sequence[Stage] = (
-    receive_body,
-    route,
-    negotiate_version,
-    check_content_type,
-    dispatch_action,
-    check_action_version,
-    validate_body,
+    receive_body,  # Nova's sizelimit runs before authentication
+    route,  # refuse non-canonical targets; what is this request?
+    authenticate,  # 401 / 503; version documents need no token
+    negotiate_version,  # 400 / 406
+    check_content_type,  # 415
+    dispatch_action,  # Nova's action_peek: 400 / 404
+    check_url_project,  # 400
+    check_action_version,  # 404 outside the action's range; removed actions
+    validate_body,  # 400 with Nova's schema message
+    authorize_without_server,  # console actions: policy before lookup
+    look_up_server,  # 404 for servers the caller may not see
+    authorize,  # 403
+    check_lock,  # 409
+    check_state,  # 409
+    authorize_after_state,  # 403 from inside the compute API
 )
 
 
@@ -134,6 +274,21 @@ def upstream_headers(gate: Gate, call: Call) -> list[tuple[str, str]]:
         headers.extend(microversion.forwarded_headers(call.version).items())
     headers.append((REQUEST_ID, call.global_request_id or call.request_id))
     return headers
+
+
+def after_forward(gate: Gate, call: Call, status: int) -> None:
+    """What the gateway must remember once Nova has acted on a server."""
+    if call.action is None or call.route is None or call.route.server_id is None:
+        return
+    server_id = call.route.server_id
+    gate.servers.invalidate(server_id)
+    if status >= 300 or call.credentials is None or call.server is None:
+        return
+    if call.action.key == "lock" and not call.server.locked:
+        owner = call.credentials.project_id == call.server.project_id
+        gate.lock_records.locked(server_id, "owner" if owner else "admin")
+    elif call.action.key == "unlock":
+        gate.lock_records.unlocked(server_id)
 
 
 async def handle(gate: Gate, call: Call, request: web.BaseRequest) -> web.StreamResponse:
@@ -152,6 +307,7 @@ async def handle(gate: Gate, call: Call, request: web.BaseRequest) -> web.Stream
             answer_headers(call),
             call.exchange,
         )
+        after_forward(gate, call, response.status)
     except Fault as fault:
         if call.decision == "pending":
             call.decided_seconds = time.monotonic() - call.started

@@ -56,14 +56,17 @@ class Listeners:
         await self.api.cleanup()
         await self.admin.cleanup()
         await self.gate.versions.stop()
+        await self.gate.policy.stop()
+        await self.gate.identity.close()
         await self.gate.upstream.close()
 
 
 async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
     """Build the gate, read the upstream's versions once, and start listening."""
-    gate = build_gate(conf, upstream_url)
+    gate = await build_gate(conf, upstream_url)
     await gate.versions.refresh(gate.upstream.session)
     gate.versions.start(gate.upstream.session)
+    await gate.policy.start()
     api_server = web.Server(
         api_handler(gate),
         max_line_size=conf.limits.max_header_size,

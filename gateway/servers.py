@@ -59,6 +59,17 @@ class ServerFacts:
     def volume_backed(self) -> bool:
         return self.image == ""
 
+    def policy_attributes(self) -> dict[str, Any]:
+        """What site rules may read as ``server.<key>``."""
+        return {
+            "status": self.status,
+            "vm_state": self.vm_state,
+            "task_state": self.task_state,
+            "locked": self.locked,
+            "flavor": self.flavor,
+            "image": self.image,
+        }
+
 
 TokenSource = Callable[[], Awaitable[str]]
 

@@ -102,14 +102,14 @@ async def _create_server(request: web.Request, sim: Sim) -> web.Response:
     if unknown:
         return _error(400, f"unknown fields: {sorted(unknown)}")
     try:
-        server = _build_server(sim, spec)
+        server = build_server(sim, spec)
     except (ValueError, TypeError) as exc:
         return _error(400, str(exc))
     sim.store.add(server)
     return web.json_response({"server": server_state(server)}, status=201)
 
 
-def _build_server(sim: Sim, spec: dict[str, Any]) -> Server:
+def build_server(sim: Sim, spec: dict[str, Any]) -> Server:
     project = spec.get("project_id", spec.get("project", "p1"))
     user = spec.get("user_id", spec.get("user", "sim"))
     vm_state = spec.get("vm_state", "active")

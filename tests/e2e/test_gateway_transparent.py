@@ -62,6 +62,25 @@ def normalise(value: Any, server_ids: Mapping[str, str], *, twins: bool) -> Any:
     return value
 
 
+def differing(want: Any, got: Any, where: str = "") -> list[str]:
+    """Where two JSON values differ, as ``path: direct != via gateway`` lines."""
+    if isinstance(want, dict) and isinstance(got, dict):
+        return [
+            line
+            for key in sorted(set(want) | set(got))
+            for line in differing(
+                want.get(key, "<absent>"), got.get(key, "<absent>"), f"{where}.{key}"
+            )
+        ]
+    if isinstance(want, list) and isinstance(got, list) and len(want) == len(got):
+        return [
+            line
+            for index, (left, right) in enumerate(zip(want, got, strict=True))
+            for line in differing(left, right, f"{where}[{index}]")
+        ]
+    return [] if want == got else [f"{where or 'body'}: {want!r} direct != {got!r} via gateway"]
+
+
 def compared_headers(reply: Reply, server_ids: Mapping[str, str]) -> dict[str, list[str]]:
     """Header name -> values (normalised), without the ones any two answers differ in."""
     headers: dict[str, list[str]] = {}
@@ -108,9 +127,7 @@ class Comparison:
         want = normalise(direct.body, ids, twins=twins)
         got = normalise(via_gateway.body, ids, twins=twins)
         if want != got:
-            self.differences.append(
-                f"{step}: body differs\n  direct:      {want!r}\n  via gateway: {got!r}"
-            )
+            self.differences.append(f"{step}: body differs: " + "; ".join(differing(want, got)))
         want_headers = compared_headers(direct, ids)
         got_headers = compared_headers(via_gateway, ids)
         if want_headers != got_headers:

@@ -21,7 +21,7 @@ async def start_gateway_process(
     upstream_url: str, config_text: str, tmp_path: Path, *extra: str
 ) -> ServerProcess:
     config_file = tmp_path / "gateway.conf"
-    config_file.write_text(config_text)
+    config_file.write_text(config_text + "\n[identity]\nmode = noauth\nallow_noauth = true\n")
     argv = [
         sys.executable, "-m", "gateway", "--config-file", str(config_file),
         "--upstream-url", upstream_url,
@@ -56,7 +56,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
     api = process.url.removesuffix("/v2.1")
     try:
         before = len(upstream.received)
-        session = aiohttp.ClientSession()
+        session = aiohttp.ClientSession(headers={"X-Auth-Token": "alice:p1"})
         held = [
             asyncio.create_task(session.get(f"{api}/v2.1/hold")) for _ in range(IN_FLIGHT)
         ]
@@ -85,11 +85,12 @@ async def test_sighup_reloads_configuration_without_restart(
     process = await start_gateway_process(url, "[gateway]\nworkers = 1\n", tmp_path)
     api = process.url.removesuffix("/v2.1")
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers={"X-Auth-Token": "alice:p1"}) as session:
             async with session.post(f"{api}/v2.1/servers", data=b"x" * 1000) as response:
                 assert response.status == 200
             (tmp_path / "gateway.conf").write_text(
                 "[gateway]\nworkers = 1\n[limits]\nmax_request_body_size = 100\n"
+                "[identity]\nmode = noauth\nallow_noauth = true\n"
             )
             process._popen.send_signal(signal.SIGHUP)
             await wait_for_log(process, "config_reloaded")
@@ -115,7 +116,7 @@ async def test_workers_share_one_port(
         assert len(children_of(process.pid)) == 2
         statuses: list[Any] = []
         for _ in range(20):
-            async with aiohttp.ClientSession() as session:
+            async with aiohttp.ClientSession(headers={"X-Auth-Token": "a:p1"}) as session:
                 async with session.get(f"{api}/v2.1/servers") as response:
                     statuses.append(response.status)
         assert statuses == [200] * 20

@@ -20,8 +20,9 @@ REQUEST_ID = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-
 async def send(
     url: str, method: str = "GET", **kwargs: Any
 ) -> tuple[int, aiohttp.typedefs.LooseHeaders, bytes]:
+    headers = {"X-Auth-Token": "alice:p1", **kwargs.pop("headers", {})}
     async with aiohttp.ClientSession(auto_decompress=False) as session:
-        async with session.request(method, url, **kwargs) as response:
+        async with session.request(method, url, headers=headers, **kwargs) as response:
             return response.status, response.headers, await response.read()
 
 

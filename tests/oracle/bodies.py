@@ -7,6 +7,7 @@ judge validity with the gateway's validator (that is what the tests check).
 
 from __future__ import annotations
 
+import base64
 import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -64,7 +65,7 @@ def valid(schema: Schema, *, full: bool = False) -> st.SearchStrategy[Any]:
 
 def _string(schema: Schema, full: bool) -> st.SearchStrategy[str]:
     low, high = schema.get("minLength", 0), schema.get("maxLength", 40)
-    text = _string_shape(schema, low, min(high, 40))
+    text = _string_shape(schema, low, min(high, 40))  # long strings: the mutations' job
     text = text.filter(lambda value: low <= len(value) <= high)
     if "minimum" in schema:  # numeric strings compared numerically, as in Nova
         text = text.filter(lambda value: int(value) >= schema["minimum"])
@@ -92,8 +93,6 @@ def _name(low: int, high: int) -> st.SearchStrategy[str]:
 
 
 def _base64(low: int, high: int) -> st.SearchStrategy[str]:
-    import base64
-
     return st.binary(max_size=max(high * 3 // 4 - 3, 0)).map(
         lambda raw: base64.b64encode(raw).decode("ascii")
     )

@@ -19,7 +19,13 @@ def gateway_conf(overrides: Mapping[str, Any] | None = None) -> cfg.ConfigOpts:
     """A ConfigOpts with defaults, loopback port 0 listeners, and ``group.name`` overrides."""
     conf = config.make_conf()
     conf([], project="nova-gateway", default_config_files=[])
-    settings = {"gateway.listen": "127.0.0.1:0", "gateway.admin_listen": "127.0.0.1:0"}
+    settings: dict[str, Any] = {
+        "gateway.listen": "127.0.0.1:0",
+        "gateway.admin_listen": "127.0.0.1:0",
+        "identity.mode": "noauth",
+        "identity.allow_noauth": True,
+        "server_lookup.cache_ttl": 0,
+    }
     settings.update(overrides or {})
     for dotted, value in settings.items():
         group, name = dotted.split(".")

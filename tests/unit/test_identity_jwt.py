@@ -8,12 +8,13 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
+import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -24,6 +25,19 @@ from gateway.identity_jwt import ClaimNames, JwtAuthenticator, thumbprint
 ISSUER = "https://idp.example"
 AUDIENCE = "nova-gateway"
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
+
+
+@pytest.fixture(autouse=True)
+def plain_structlog() -> Iterator[None]:
+    """Default structlog for these tests, restored after.
+
+    A test that runs the CLI leaves structlog writing to a captured (then closed) stderr
+    with cached loggers; logging here would then fail with "I/O operation on closed file".
+    """
+    saved = structlog.get_config()
+    structlog.reset_defaults()
+    yield
+    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")
@@ -220,9 +234,9 @@ async def test_wrong_signature_is_401(
 
 async def test_alg_none_is_401(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
     authenticator = await make([write_pem(tmp_path / "k.pem", rsa_key)])
-    unsigned = jwt.encode(claims(), None, algorithm="none")
+    unsigned = jwt.encode(claims(), "", algorithm="none")
     await refused(authenticator, unsigned, "token_algorithm_refused")
-    for alg in ("None", "NONE", "nOnE"):
+    for alg in ("none", "None", "NONE", "nOnE"):
         header = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
         token = f"{header}.{b64(json.dumps(claims()).encode())}."
         await refused(authenticator, token, "token_algorithm_refused")

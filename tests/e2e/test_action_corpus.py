@@ -1,0 +1,283 @@
+"""For every request of the action corpus, gateway+Nova answers what Nova alone answers.
+
+Owns sending the corpus (tests/e2e/corpus.py) both ways and one readable report of every
+mismatch in status and fault name (and message); must never boot more than its two servers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+import yarl
+from multidict import CIMultiDict
+
+from tests.e2e.corpus import (
+    ACTION_KEYS,
+    CORPUS,
+    MAX_VERSION,
+    MEMBER,
+    MISSING_SERVER_ID,
+    STOCK_IMAGE,
+    STRICTER,
+    ActionRequest,
+    Category,
+    Target,
+)
+from tests.e2e.gateway_fixtures import GatewayLab
+from tests.support.api_client import ApiClient
+from tests.support.labs import RealNova
+from tests.support.processes import shared_dir
+
+MINIMUM_CORPUS = 200
+SETUP_TIMEOUT = 90.0
+REQUEST_TIMEOUT = 30.0
+ServerIds = Mapping[Target, str]
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What a client can tell apart: status, fault name (None: not a JSON fault), message."""
+
+    status: int
+    fault: str | None
+    message: str | None
+
+    def __str__(self) -> str:
+        return f"{self.status} {self.fault or '(no fault body)'} {self.message!r}"
+
+
+def answer_of(status: int, raw: bytes) -> Answer:
+    """Nova's fault body is ``{"<name>": {"code": N, "message": "..."}}``; so is keystone's."""
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return Answer(status, None, None)
+    if isinstance(body, dict) and len(body) == 1:
+        name, detail = next(iter(body.items()))
+        if isinstance(detail, dict) and "message" in detail:
+            return Answer(status, name, str(detail["message"]))
+    return Answer(status, None, None)
+
+
+async def send(
+    session: aiohttp.ClientSession, api_url: str, request: ActionRequest, servers: ServerIds
+) -> Answer:
+    """Send ``request`` under ``api_url`` (a ``…/v2.1`` url) exactly as the corpus says."""
+    path = request.path.format(server_id=servers[request.target])
+    headers: CIMultiDict[str] = CIMultiDict()
+    if request.token is not None:
+        headers.add("X-Auth-Token", request.token)
+    if request.microversion is not None:
+        headers.add("OpenStack-API-Version", f"compute {request.microversion}")
+    if request.content_type is not None:
+        headers.add("Content-Type", request.content_type)
+    for name, value in request.headers:
+        headers.add(name, value)
+    async with session.request(
+        request.method,
+        yarl.URL(api_url + path, encoded=True),  # encoded: the path goes out byte for byte
+        data=request.body if request.body or request.method != "GET" else None,
+        headers=headers,
+        skip_auto_headers=("Content-Type",),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+    ) as response:
+        return answer_of(response.status, await response.read())
+
+
+def describe(request: ActionRequest) -> str:
+    body = request.body[:70].decode("utf-8", "replace")
+    more = "…" if len(request.body) > 70 else ""
+    version = request.microversion or dict(request.headers) or "-"
+    extra = (
+        f" {request.method} {request.path}"
+        if request.method != "POST" or (request.path != "/servers/{server_id}/action")
+        else ""
+    )
+    return (
+        f"[{request.label}] mv={version} ct={request.content_type!r} "
+        f"target={request.target.value} token={request.token}{extra} body={body}{more}"
+    )
+
+
+async def _boot_corpus_servers(realnova: RealNova) -> dict[Target, str]:
+    """Two servers of p1: one left ACTIVE, one PAUSED (created directly, not under test)."""
+    async with aiohttp.ClientSession() as session:
+        nova = ApiClient(session, realnova.url)
+        ids: dict[Target, str] = {}
+        for target in (Target.ACTIVE, Target.PAUSED):
+            boot = {
+                "server": {
+                    "name": f"e2e-corpus-{target.value}",
+                    "imageRef": STOCK_IMAGE,
+                    "flavorRef": "1",
+                }
+            }
+            reply = await nova.request("POST", "/servers", token=MEMBER, json_body=boot)
+            assert reply.status == 202, f"boot corpus server: {reply.status} {reply.body!r}"
+            ids[target] = reply.body["server"]["id"]
+        await asyncio.gather(
+            *(nova.wait_for_status(i, "ACTIVE", MEMBER, SETUP_TIMEOUT) for i in ids.values())
+        )
+        paused = await nova.action(ids[Target.PAUSED], {"pause": None}, MEMBER)
+        assert paused.status == 202, f"pause corpus server: {paused.status} {paused.body!r}"
+        await nova.wait_for_status(ids[Target.PAUSED], "PAUSED", MEMBER, SETUP_TIMEOUT)
+        return ids
+
+
+async def _delete_corpus_servers(realnova: RealNova, ids: Mapping[Target, str]) -> None:
+    """Unlock and delete, then wait until both are gone: later tests see a quiet Nova."""
+    async with aiohttp.ClientSession() as session:
+        nova = ApiClient(session, realnova.url)
+        for server_id in ids.values():
+            await nova.action(server_id, {"unlock": None}, MEMBER)
+            await nova.request("DELETE", f"/servers/{server_id}", token=MEMBER)
+        deadline = time.monotonic() + SETUP_TIMEOUT
+        pending = set(ids.values())
+        while pending and time.monotonic() < deadline:
+            for server_id in list(pending):
+                if (await nova.server(server_id, MEMBER)).status == 404:
+                    pending.discard(server_id)
+            await asyncio.sleep(0.2)
+
+
+@pytest.fixture(scope="module")
+def corpus_servers(realnova: RealNova) -> Iterator[dict[Target, str]]:
+    """Target -> server id: two fresh p1 servers, a missing id, and one of p2's seeds."""
+    ids = asyncio.run(_boot_corpus_servers(realnova))
+    try:
+        yield {**ids, Target.MISSING: MISSING_SERVER_ID, Target.FOREIGN: realnova.seed("p2")}
+    finally:
+        asyncio.run(_delete_corpus_servers(realnova, ids))
+
+
+def effective_version(request: ActionRequest) -> str | None:
+    """The microversion Nova reads for a request that sets it plainly; None otherwise."""
+    if request.headers:
+        return None
+    if request.microversion is None:
+        return "2.1"
+    return MAX_VERSION if request.microversion == "latest" else request.microversion
+
+
+def _minor(version: str) -> int:
+    return int(version.split(".")[1])
+
+
+def boundary_versions(action: Mapping[str, object]) -> set[str]:
+    """Each schema range's first and last version and the versions just outside them."""
+    first = str(action["min_version"])
+    last = str(action["max_version"] or MAX_VERSION)
+    versions = {first, last}
+    if action["max_version"]:
+        versions.add(f"2.{_minor(last) + 1}")
+    if _minor(first) > 1:
+        versions.add(f"2.{_minor(first) - 1}")
+    schemas = action["schemas"]
+    assert isinstance(schemas, list)
+    for schema in schemas:
+        text = str(schema["range"]).rstrip("+")
+        if text == "all":
+            continue
+        start, _, end = text.partition("-")
+        versions.add(start)
+        if _minor(start) > 1:
+            versions.add(f"2.{_minor(start) - 1}")
+        if end:
+            versions |= {end, f"2.{_minor(end) + 1}"}
+    return versions
+
+
+def test_corpus_covers_every_action_and_its_boundaries() -> None:
+    """Data only (no lab): size, unique labels, all 41 keys at every range boundary."""
+    assert len(CORPUS) >= MINIMUM_CORPUS, f"only {len(CORPUS)} requests"
+    labels = Counter(r.label for r in (*CORPUS, *(s.request for s in STRICTER)))
+    assert not [label for label, n in labels.items() if n > 1], "labels must be unique"
+    categories = Counter(r.category for r in CORPUS)
+    assert set(categories) == set(Category), f"a category has no request: {categories}"
+    covered: dict[str, set[str]] = {key: set() for key in ACTION_KEYS}
+    for request in CORPUS:
+        version = effective_version(request)
+        if request.action_key in covered and version is not None:
+            covered[request.action_key].add(version)
+    assert not [key for key, seen in covered.items() if not seen], "an action key is missing"
+
+    reference = shared_dir() / "nova" / "nova_actions.json"
+    if not reference.is_file():
+        pytest.skip(f"{reference} not found: boundaries not checked")
+    actions = json.loads(reference.read_text(encoding="utf-8"))["actions"]
+    assert sorted(a["key"] for a in actions) == sorted(ACTION_KEYS)
+    missing = {
+        a["key"]: sorted(boundary_versions(a) - covered[a["key"]], key=_minor)
+        for a in actions
+        if boundary_versions(a) - covered[a["key"]]
+    }
+    assert not missing, f"boundary versions without a corpus request: {missing}"
+
+
+async def test_gateway_answers_the_corpus_as_nova_alone(
+    corpus_servers: dict[Target, str],
+    realnova: RealNova,
+    gateway_realnova: GatewayLab,
+    http_session: aiohttp.ClientSession,
+    e2e_timings: Callable[[str, float], None],
+) -> None:
+    """Status and fault name must match for every request; messages are compared as well."""
+    started = time.monotonic()
+    wrong_expectation: list[str] = []
+    mismatches: list[str] = []
+    message_mismatches: list[str] = []
+    for request in CORPUS:
+        direct = await send(http_session, realnova.url, request, corpus_servers)
+        via_gateway = await send(http_session, gateway_realnova.url, request, corpus_servers)
+        line = f"{describe(request)}\n    Nova alone: {direct}\n    via gateway: {via_gateway}"
+        if direct.status != request.nova_status:
+            wrong_expectation.append(f"{line}\n    corpus expected Nova: {request.nova_status}")
+        if (direct.status, direct.fault) != (via_gateway.status, via_gateway.fault):
+            mismatches.append(line)
+        elif direct.message != via_gateway.message:
+            message_mismatches.append(line)
+    e2e_timings(f"action corpus, {len(CORPUS)} requests x 2", time.monotonic() - started)
+    sections = [
+        (f"{len(mismatches)} status/fault-name mismatch(es)", mismatches),
+        (f"{len(message_mismatches)} fault-message mismatch(es)", message_mismatches),
+        (f"{len(wrong_expectation)} corpus expectation(s) Nova disagrees with", wrong_expectation),
+    ]
+    report = "\n\n".join(
+        f"{title} of {len(CORPUS)}:\n" + "\n".join(lines) for title, lines in sections if lines
+    )
+    assert not (mismatches or message_mismatches or wrong_expectation), report
+
+
+async def test_gateway_is_deliberately_stricter_where_documented(
+    corpus_servers: dict[Target, str],
+    realnova: RealNova,
+    gateway_realnova: GatewayLab,
+    http_session: aiohttp.ClientSession,
+) -> None:
+    """Each documented difference answers as documented, and still differs from Nova."""
+    problems: list[str] = []
+    for strict in STRICTER:
+        request = strict.request
+        direct = await send(http_session, realnova.url, request, corpus_servers)
+        via_gateway = await send(http_session, gateway_realnova.url, request, corpus_servers)
+        line = (
+            f"{describe(request)} ({strict.why})\n    Nova alone: {direct}\n"
+            f"    via gateway: {via_gateway}"
+        )
+        if (via_gateway.status, via_gateway.fault) != (strict.gateway_status, strict.gateway_fault):
+            problems.append(
+                f"{line}\n    documented gateway answer: {strict.gateway_status} "
+                f"{strict.gateway_fault}"
+            )
+        if direct.status != request.nova_status:
+            problems.append(f"{line}\n    corpus expected Nova: {request.nova_status}")
+        if (direct.status, direct.fault) == (via_gateway.status, via_gateway.fault):
+            problems.append(f"{line}\n    no difference: belongs in the main corpus")
+    assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)

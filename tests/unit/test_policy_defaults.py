@@ -1,0 +1,98 @@
+"""Our policy defaults equal what Nova registers, for every rule the catalogue names."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from oslo_policy.policy import DocumentedRuleDefault
+
+from gateway.catalogue import ACTIONS
+from gateway.policy_defaults import (
+    ACTION_RULES,
+    BASE_RULES,
+    BY_NAME,
+    DEFAULTS,
+    OTHER_NOVA_RULES,
+    catalogue_rule_names,
+)
+
+
+@pytest.fixture(scope="module")
+def nova_rules(shared_dir: Path) -> dict[str, dict[str, Any]]:
+    rows = json.loads((shared_dir / "nova" / "policy-defaults.json").read_text())
+    return {row["name"]: row for row in rows}
+
+
+def _referenced(check_str: str) -> set[str]:
+    return set(re.findall(r"rule:([\w:.-]+)", check_str))
+
+
+def test_every_catalogue_rule_has_a_default() -> None:
+    assert catalogue_rule_names() <= set(BY_NAME)
+    assert {rule.name for rule in ACTION_RULES} == catalogue_rule_names()
+
+
+def test_catalogue_defaults_agree_with_ours() -> None:
+    for spec in ACTIONS:
+        for rule in spec.policies:
+            assert BY_NAME[rule.name].check_str == rule.default, rule.name
+
+
+def test_no_duplicate_names() -> None:
+    names = [rule.name for rule in DEFAULTS]
+    assert len(names) == len(set(names))
+
+
+def test_base_rules_are_nova_base_rules(nova_rules: dict[str, dict[str, Any]]) -> None:
+    expected = {
+        "context_is_admin",
+        "admin_or_owner",
+        "admin_api",
+        "project_manager_api",
+        "project_member_api",
+        "project_reader_api",
+        "service_api",
+        "project_manager_or_admin",
+        "project_member_or_admin",
+        "project_reader_or_admin",
+        "service_or_admin",
+    }
+    assert {rule.name for rule in BASE_RULES} == expected
+    assert expected <= set(nova_rules)
+
+
+def test_referenced_rules_are_defined() -> None:
+    for rule in DEFAULTS:
+        assert _referenced(rule.check_str) <= set(BY_NAME), rule.name
+        if rule.deprecated_rule is not None:
+            assert _referenced(rule.deprecated_rule.check_str) <= set(BY_NAME), rule.name
+
+
+@pytest.mark.parametrize("rule", DEFAULTS, ids=lambda rule: rule.name)
+def test_default_equals_nova(rule: Any, nova_rules: dict[str, dict[str, Any]]) -> None:
+    nova = nova_rules[rule.name]
+    assert rule.check_str == nova["check_str"]
+    assert rule.scope_types == nova["scope_types"]
+    assert rule.description == nova["description"]
+    if isinstance(rule, DocumentedRuleDefault):
+        ours = [(op["method"], op["path"]) for op in rule.operations]
+        assert ours == [(op["method"], op["path"]) for op in nova["operations"]]
+    else:
+        assert "operations" not in nova  # Nova's base rules are plain RuleDefaults
+    old = nova.get("deprecated_rule")
+    if old is None:
+        assert rule.deprecated_rule is None
+    else:
+        assert rule.deprecated_rule is not None
+        assert (rule.deprecated_rule.name, rule.deprecated_rule.check_str) == (
+            old["name"],
+            old["check_str"],
+        )
+
+
+def test_other_nova_rules_cover_the_rest(nova_rules: dict[str, dict[str, Any]]) -> None:
+    assert OTHER_NOVA_RULES == set(nova_rules) - set(BY_NAME)
