@@ -40,6 +40,8 @@ class Call:
     locked_by: str | None = None
     # (rule, outcome) for every policy rule evaluated: allow | deny | would_deny
     verdicts: list[tuple[str, str]] = field(default_factory=list)
+    # Headers a stage wants on the answer whatever it is (e.g. RateLimit-*).
+    answer_headers: list[tuple[str, str]] = field(default_factory=list)
     fault: Fault | None = None
     decision: str = "pending"  # allow | deny | error
     started: float = field(default_factory=time.monotonic)

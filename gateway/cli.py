@@ -17,6 +17,10 @@ def _announce(conf_listen: str, admin_listen: str) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "policy":
+        from gateway import policy_cli
+
+        return policy_cli.main(args[1:])
     logs.configure()
     try:
         conf = config.load(args)

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Protocol
 
 from aiohttp import web
 
@@ -40,9 +41,16 @@ class Gate:
     max_body: int
     max_path: int
     strict_locks: bool = False
+    observers: list[CallObserver] = field(default_factory=list)
 
 
 Stage = Callable[[Gate, Call, web.BaseRequest], Awaitable[None]]
+
+
+class CallObserver(Protocol):
+    """Sees every finished Call (audit, metrics); must never change it or raise."""
+
+    def observe(self, call: Call) -> None: ...
 
 
 async def receive_body(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -317,4 +325,6 @@ async def handle(gate: Gate, call: Call, request: web.BaseRequest) -> web.Stream
         call.fault = fault
         response = fault_response(call, fault)
     call.status = response.status
+    for observer in gate.observers:
+        observer.observe(call)
     return response

@@ -97,6 +97,10 @@ class Verdict:
         """True unless enforced: a dry-run "would deny" lets the call through."""
         return self.outcome is not Outcome.DENIED
 
+    def __bool__(self) -> bool:
+        # A verdict object is always truthy; ``if verdict:`` would silently allow.
+        raise TypeError("use Verdict.allowed (or .outcome), not the verdict's truth value")
+
 
 @dataclass(frozen=True, slots=True)
 class Decision:
@@ -108,6 +112,9 @@ class Decision:
     @property
     def allowed(self) -> bool:
         return self.verdict.allowed
+
+    def __bool__(self) -> bool:
+        raise TypeError("use Decision.allowed, not the decision's truth value")
 
 
 class PolicyLoadError(Exception):
@@ -771,11 +778,12 @@ class PolicyEngine:
             for rule in rules
         )
         fatal = [verdict for rule, verdict in each if rule.fatal]
-        deciding = (
-            next((v for v in fatal if v.outcome is Outcome.DENIED), None)
-            or next((v for v in fatal if v.outcome is Outcome.WOULD_DENY), None)
-            or (fatal[-1] if fatal else Verdict(Outcome.ALLOWED, ""))
-        )
+        deciding = Verdict(Outcome.ALLOWED, fatal[-1].rule if fatal else "")
+        for outcome in (Outcome.DENIED, Outcome.WOULD_DENY):
+            first = next((verdict for verdict in fatal if verdict.outcome is outcome), None)
+            if first is not None:
+                deciding = first
+                break
         return Decision(deciding, each)
 
     def is_admin(self, credentials: Credentials) -> bool:

@@ -18,6 +18,7 @@ def answer_headers(call: Call) -> list[tuple[str, str]]:
     headers = [(name, call.request_id) for name in RESPONSE_REQUEST_IDS]
     if call.version is not None:
         headers.extend(microversion.response_headers(call.version).items())
+    headers.extend(call.answer_headers)
     return headers
 
 
@@ -35,6 +36,8 @@ def fault_response(call: Call, fault: Fault) -> web.Response:
             response.headers[key] = value
         for value in microversion.VARY_VALUES:
             response.headers.add("Vary", value)
+    for key, value in call.answer_headers:
+        response.headers[key] = value
     for key, value in fault.headers.items():
         response.headers[key] = value
     return response

@@ -8,6 +8,7 @@ hold resource or action behaviour (resources, actions and effects do).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from aiohttp import web
@@ -71,9 +72,12 @@ async def _front(request: web.Request) -> web.StreamResponse:
     if path.startswith("/_sim/") and path != _BLOB_PATH:
         return await control.handle(request, sim)
     request_id = wire.new_request_id()
-    body, too_large = await _read_body(request, sim.config.max_body_size)
-    headers = tuple((k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers)
-    record = sim.recorder.record(request.method, request.raw_path, headers, body, request_id)
+    body, too_large = b"", False
+    if request.can_read_body:
+        body, too_large = await _read_body(request, sim.config.max_body_size)
+    record = sim.recorder.record(
+        request.method, request.raw_path, request.raw_headers, body, request_id
+    )
     if path == _BLOB_PATH:
         response = await control.handle(request, sim)
     elif too_large:
@@ -106,7 +110,7 @@ def _respond(request: web.Request, sim: Sim, request_id: str, body: bytes) -> we
     if match is None:
         return _not_found(request, request_id)
     try:
-        version = microversion.negotiate(request.headers.items(), MIN_VERSION, MAX_VERSION)
+        version = _negotiate(request)
     except Fault as fault:
         return wire.fault_response(request_id, None, fault)
     try:
@@ -127,6 +131,23 @@ def _respond(request: web.Request, sim: Sim, request_id: str, body: bytes) -> we
         return wire.fault_response(request_id, version, fault)
 
 
+def _negotiate(request: web.Request) -> Version:
+    """The request's microversion; only the two version headers matter, so the answer
+    for each spelling of them is computed once."""
+    standard = tuple(request.headers.getall(microversion.STANDARD_HEADER, ()))
+    legacy = tuple(request.headers.getall(microversion.LEGACY_HEADER, ()))
+    if not standard and not legacy:
+        return microversion.DEFAULT_VERSION
+    return _negotiate_headers(standard, legacy)
+
+
+@functools.lru_cache(maxsize=1024)  # a refusal (Fault) is raised again, never cached
+def _negotiate_headers(standard: tuple[str, ...], legacy: tuple[str, ...]) -> Version:
+    pairs = [(microversion.STANDARD_HEADER, value) for value in standard]
+    pairs += [(microversion.LEGACY_HEADER, value) for value in legacy]
+    return microversion.negotiate(pairs, MIN_VERSION, MAX_VERSION)
+
+
 def _not_found(request: web.Request, request_id: str) -> web.Response:
     accept = request.headers.get("Accept", "")
     return wire.webob_error(request_id, 404, wire.NOT_FOUND_TEXT, accept)
@@ -137,7 +158,7 @@ def _version_document(request: web.Request, request_id: str, host_url: str) -> w
         return _not_found(request, request_id)
     if request.path.startswith("/v2.1"):
         try:
-            version = microversion.negotiate(request.headers.items(), MIN_VERSION, MAX_VERSION)
+            version = _negotiate(request)
         except Fault as fault:
             return wire.fault_response(request_id, None, fault)
         return wire.json_response(request_id, version, views.version_document(host_url))

@@ -13,6 +13,7 @@ action rules are project-scoped, so such tokens are refused (403) on every one o
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -63,6 +64,7 @@ def expand_implied(roles: list[str]) -> frozenset[str]:
     return frozenset(expanded)
 
 
+@functools.lru_cache(maxsize=4096)  # callers are immutable; refusals are not cached
 def caller_from_token(token: str) -> Caller:
     parts = token.split(":")
     if len(parts) not in (2, 3, 4) or not parts[0]:

@@ -8,6 +8,7 @@ identities or the order of Nova's checks.
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -144,11 +145,13 @@ def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
 
 
+@functools.lru_cache(maxsize=8192)
 def isotime(moment: datetime.datetime) -> str:
     """nova.utils.isotime: seconds precision with a Z."""
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+@functools.lru_cache(maxsize=8192)
 def host_id(host: str | None, project_id: str) -> str:
     """nova.utils.generate_hostid: an obfuscated per-project host id, '' without host."""
     if not host:

@@ -20,11 +20,16 @@ class RecordedRequest:
 
     method: str
     path: str
-    headers: tuple[tuple[str, str], ...]
+    raw_headers: tuple[tuple[bytes, bytes], ...]  # as received; decoded on demand
     body: bytes
     time: float
     request_id: str
     status: int | None = None  # filled in once the answer is decided
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """Header pairs in arrival order, repeated names kept (latin-1, as HTTP/1.1)."""
+        return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers]
 
     def header(self, name: str) -> str | None:
         """The first value of header ``name`` (case-insensitive), or None."""
@@ -68,11 +73,11 @@ class Recorder:
         self,
         method: str,
         path: str,
-        headers: tuple[tuple[str, str], ...],
+        raw_headers: tuple[tuple[bytes, bytes], ...],
         body: bytes,
         request_id: str,
     ) -> RecordedRequest:
-        entry = RecordedRequest(method, path, headers, body, time.time(), request_id)
+        entry = RecordedRequest(method, path, raw_headers, body, time.time(), request_id)
         self._records.append(entry)
         return entry
 

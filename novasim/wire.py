@@ -8,7 +8,7 @@ which answer a request gets.
 from __future__ import annotations
 
 import json
-import uuid
+import random
 from typing import Any
 
 from aiohttp import web
@@ -27,7 +27,12 @@ WEBOB_DEFAULT_TYPE = "text/html; charset=UTF-8"
 
 
 def new_request_id() -> str:
-    return f"req-{uuid.uuid4()}"
+    """``req-<uuid4>``; ids need to be unique, not unguessable, so no os.urandom call."""
+    value = random.getrandbits(128)
+    value = (value & ~(0xF << 76)) | (0x4 << 76)  # version 4
+    value = (value & ~(0x3 << 62)) | (0x2 << 62)  # RFC 4122 variant
+    text = f"{value:032x}"
+    return f"req-{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def base_headers(request_id: str, version: Version | None) -> CIMultiDict[str]:

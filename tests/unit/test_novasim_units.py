@@ -188,7 +188,7 @@ def test_webob_404_follows_accept_like_webob() -> None:
 def test_recorder_is_a_bounded_ring() -> None:
     recorder = Recorder(2)
     for index in range(3):
-        recorder.record("GET", f"/{index}", (("X-A", "1"),), b"", f"req-{index}")
+        recorder.record("GET", f"/{index}", ((b"X-A", b"1"),), b"", f"req-{index}")
     assert [r.path for r in recorder.records()] == ["/1", "/2"]
     recorder.clear()
     assert len(recorder) == 0
@@ -196,7 +196,7 @@ def test_recorder_is_a_bounded_ring() -> None:
 
 def test_recorded_bodies_round_trip_as_text_or_base64() -> None:
     recorder = Recorder(5)
-    text = recorder.record("POST", "/a?x=1", (("Content-Type", "a"),), b'{"pause": null}', "r")
+    text = recorder.record("POST", "/a?x=1", ((b"Content-Type", b"a"),), b'{"pause": null}', "r")
     binary = recorder.record("POST", "/b", (), b"\xff\x00", "r")
     assert text.header("content-type") == "a"
     assert text.to_json()["body_encoding"] == "utf-8"
