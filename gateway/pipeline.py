@@ -6,11 +6,13 @@ to the upstream; it must never forward anything other than what the stages decid
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import structlog
 from aiohttp import web
 
 from gateway import body, gates, microversion, routing
@@ -25,6 +27,8 @@ from gateway.responses import answer_headers, fault_response
 from gateway.servers import LockRecords, ServerLookup
 from gateway.validation import validate_action
 from gateway.versions import UpstreamVersions
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass
@@ -324,7 +328,29 @@ async def handle(gate: Gate, call: Call, request: web.BaseRequest) -> web.Stream
             call.decision = "error"
         call.fault = fault
         response = fault_response(call, fault)
+    except asyncio.CancelledError:
+        # The client went away; if the call was forwarded Nova may still act on it, so
+        # the observers (audit) must hear of it.
+        call.status = CLIENT_CLOSED
+        _observe(gate, call)
+        raise
+    except Exception as exc:
+        log.exception("unexpected_error", request_id=call.request_id)
+        call.decision = "error"
+        call.fault = Fault(
+            500,
+            f"Unexpected API Error. Please report it with the request id.\n{type(exc)}",
+            reason="gateway_error",
+        )
+        response = fault_response(call, call.fault)
     call.status = response.status
+    _observe(gate, call)
+    return response
+
+
+CLIENT_CLOSED = 499  # nginx's convention for "the client closed the connection"
+
+
+def _observe(gate: Gate, call: Call) -> None:
     for observer in gate.observers:
         observer.observe(call)
-    return response

@@ -584,13 +584,12 @@ def load_policy(policy_dir: Path, *, enforce_new_defaults: bool = True) -> Loade
     problems: list[str] = []
     merged: dict[str, Any] = {}
     for policy_file in files:
+        where = policy_file.path.relative_to(policy_dir)
         if policy_file.error:
-            problems.append(f"{policy_file.path.name}: {policy_file.error}")
+            problems.append(f"{where}: {policy_file.error}")
             continue
         for name, value in policy_file.rules.items():
-            problems.extend(
-                f"{policy_file.path.name}: {name}: {problem}" for problem in value_problems(value)
-            )
+            problems.extend(f"{where}: {name}: {problem}" for problem in value_problems(value))
             merged[name] = value
     if problems:
         raise PolicyLoadError(problems)
@@ -634,16 +633,15 @@ def load_policy(policy_dir: Path, *, enforce_new_defaults: bool = True) -> Loade
                 applies_to=default.name,
                 effective=str(enforcer.rules[default.name]),
             )
+    # oslo's Rules answer a name no rule defines with the 'default' rule, if defined.
+    default_name = enforcer.rules.default_rule
     return LoadedPolicy(
         enforcer=enforcer,
         predicates=predicates,
         scope_types=scope_types,
         fingerprint=fingerprint,
         files=files,
-        default=compiler.rule(str(enforcer.rules.default_rule))
-        if isinstance(enforcer.rules.default_rule, str)
-        and enforcer.rules.default_rule in enforcer.rules
-        else None,
+        default=predicates.get(default_name) if isinstance(default_name, str) else None,
     )
 
 
@@ -696,7 +694,15 @@ class PolicyEngine:
             log.warning(
                 "policy directory missing: Nova's defaults apply", policy_dir=str(self._dir)
             )
-        self._policy = load_policy(self._dir, enforce_new_defaults=self._enforce_new_defaults)
+        self._policy = self._initial_load()
+
+    def _initial_load(self, attempts: int = 3) -> LoadedPolicy:
+        for _ in range(attempts):
+            try:
+                return load_policy(self._dir, enforce_new_defaults=self._enforce_new_defaults)
+            except _ChangedWhileLoading:
+                continue  # being written right now; read it again
+        raise PolicyLoadError([f"{self._dir}: the policy files kept changing while read"])
 
     @property
     def policy_dir(self) -> Path:

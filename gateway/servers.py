@@ -148,9 +148,11 @@ class ServerLookup:
                 if response.status != 200:
                     raise _lookup_failed(f"the compute API answered {response.status}")
                 document = await response.json(content_type=None)
+            return ServerFacts.from_view(document["server"])
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise _lookup_failed(type(exc).__name__) from None
-        return ServerFacts.from_view(document["server"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise _lookup_failed("not a server document") from None
 
     async def locked_by(self, server: ServerFacts) -> str | None:
         """'owner' or 'admin' from the instance-action log: the last lock's project."""

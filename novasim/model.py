@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import functools
 import hashlib
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -138,6 +139,7 @@ KNOWN_IMAGES = frozenset(
 )
 
 COMPUTE_HOSTS = ("compute1", "compute2")
+MAX_INSTANCE_ACTIONS = 1000
 
 
 def now() -> datetime.datetime:
@@ -221,7 +223,11 @@ class Server:
     previous_host: str | None = None
     instance_number: int = 0
     reservation_id: str = ""
-    actions: list[InstanceAction] = field(default_factory=list)
+    # Nova keeps every row; a long benchmark loop would grow without bound, so the
+    # simulator keeps the newest MAX_INSTANCE_ACTIONS.
+    actions: deque[InstanceAction] = field(
+        default_factory=lambda: deque(maxlen=MAX_INSTANCE_ACTIONS)
+    )
     # Bumped by every change of task; a pending settle timer only applies to its own.
     generation: int = 0
 

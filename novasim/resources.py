@@ -76,15 +76,17 @@ def _all_tenants(call: ApiCall) -> bool:
 
 
 def _int_param(call: ApiCall, name: str) -> int | None:
+    """A non-negative integer query parameter, refused as Nova's query schema does."""
     if name not in call.query:
         return None
-    try:
-        number = int(call.query[name])
-    except ValueError:
-        raise Fault(400, f"{name} param must be an integer") from None
-    if number < 0:
-        raise Fault(400, f"{name} param must be positive")
-    return number
+    value = call.query[name]
+    if not value.isdigit() or not value.isascii():
+        raise Fault(
+            400,
+            f"Invalid input for query parameters {name}. Value: {value}. "
+            f"'{value}' does not match '^[0-9]*$'",
+        )
+    return int(value)
 
 
 def _status_filter(call: ApiCall) -> frozenset[str] | None:
@@ -210,7 +212,7 @@ def _image_from_request(call: ApiCall, request: dict[str, Any]) -> str:
         raise Fault(400, "Missing imageRef attribute")
     image_id = str(image_href).rstrip("/").rsplit("/", 1)[-1]
     if image_id not in KNOWN_IMAGES and image_id not in call.sim.store.images:
-        raise Fault(400, f"Image {image_id} could not be found.")
+        raise Fault(400, "Can not find requested image")
     return image_id
 
 

@@ -26,7 +26,10 @@ def create_schema(version: Version) -> Schema:
     """POST /servers: Nova's required fields and types; other fields pass unvalidated."""
     properties: Schema = {
         "name": nova.NAME,
-        "imageRef": {"type": "string"},
+        # parameter_types.image_id_or_empty_string
+        "imageRef": {
+            "oneOf": [{"type": "string", "format": "uuid"}, {"type": "string", "maxLength": 0}]
+        },
         "flavorRef": nova.FLAVOR_REF,
         "adminPass": nova.ADMIN_PASSWORD,
         "metadata": nova.METADATA,

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from novasim.config import SimConfig
 from novasim.lifecycle import Lifecycle
-from novasim.model import COMPUTE_HOSTS, Server, now
+from novasim.model import COMPUTE_HOSTS, InstanceAction, Server, now
 from novasim.recorder import Recorder
 from novasim.store import Store
+from novasim.wire import new_request_id
 
 
 class Sim:
@@ -30,6 +31,11 @@ class Sim:
                     name=f"{project}-seed-{index}", project_id=project, user_id="seed"
                 )
                 self.activate(server)
+                moment = now()
+                request_id = new_request_id()
+                server.actions.append(
+                    InstanceAction("create", request_id, "seed", project, moment, moment)
+                )
                 self.store.add(server)
 
     def activate(self, server: Server) -> None:

@@ -1,7 +1,8 @@
 """For every request of the action corpus, gateway+Nova answers what Nova alone answers.
 
-Owns sending the corpus (tests/e2e/corpus.py) both ways and one readable report of every
-mismatch in status and fault name (and message); must never boot more than its two servers.
+Owns sending the corpus (tests/e2e/corpus.py) both ways, once per session, and one readable
+report per criterion (Nova as expected; status and fault name; message; documented
+differences); must never boot more than its two servers.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -92,6 +93,7 @@ async def send(
 
 
 def describe(request: ActionRequest) -> str:
+    """One line that lets a reader replay the request by hand."""
     body = request.body[:70].decode("utf-8", "replace")
     more = "…" if len(request.body) > 70 else ""
     version = request.microversion or dict(request.headers) or "-"
@@ -221,63 +223,110 @@ def test_corpus_covers_every_action_and_its_boundaries() -> None:
     assert not missing, f"boundary versions without a corpus request: {missing}"
 
 
-async def test_gateway_answers_the_corpus_as_nova_alone(
+@dataclass(frozen=True)
+class Exchange:
+    """One corpus request and the two answers to it."""
+
+    request: ActionRequest
+    direct: Answer
+    via_gateway: Answer
+
+    def __str__(self) -> str:
+        return (
+            f"{describe(self.request)}\n    Nova alone:  {self.direct}\n"
+            f"    via gateway: {self.via_gateway}"
+        )
+
+
+async def _exchange_all(
+    requests: Sequence[ActionRequest], nova_url: str, gateway_url: str, servers: ServerIds
+) -> list[Exchange]:
+    """Each request to Nova, then the same through the gateway; one at a time (Nova is slow)."""
+    async with aiohttp.ClientSession() as session:
+        return [
+            Exchange(
+                request,
+                await send(session, nova_url, request, servers),
+                await send(session, gateway_url, request, servers),
+            )
+            for request in requests
+        ]
+
+
+@pytest.fixture(scope="module")
+def corpus_exchanges(
     corpus_servers: dict[Target, str],
     realnova: RealNova,
     gateway_realnova: GatewayLab,
-    http_session: aiohttp.ClientSession,
     e2e_timings: Callable[[str, float], None],
-) -> None:
-    """Status and fault name must match for every request; messages are compared as well."""
+) -> list[Exchange]:
+    """The whole corpus sent both ways, once for every test of this module."""
     started = time.monotonic()
-    wrong_expectation: list[str] = []
-    mismatches: list[str] = []
-    message_mismatches: list[str] = []
-    for request in CORPUS:
-        direct = await send(http_session, realnova.url, request, corpus_servers)
-        via_gateway = await send(http_session, gateway_realnova.url, request, corpus_servers)
-        line = f"{describe(request)}\n    Nova alone: {direct}\n    via gateway: {via_gateway}"
-        if direct.status != request.nova_status:
-            wrong_expectation.append(f"{line}\n    corpus expected Nova: {request.nova_status}")
-        if (direct.status, direct.fault) != (via_gateway.status, via_gateway.fault):
-            mismatches.append(line)
-        elif direct.message != via_gateway.message:
-            message_mismatches.append(line)
-    e2e_timings(f"action corpus, {len(CORPUS)} requests x 2", time.monotonic() - started)
-    sections = [
-        (f"{len(mismatches)} status/fault-name mismatch(es)", mismatches),
-        (f"{len(message_mismatches)} fault-message mismatch(es)", message_mismatches),
-        (f"{len(wrong_expectation)} corpus expectation(s) Nova disagrees with", wrong_expectation),
-    ]
-    report = "\n\n".join(
-        f"{title} of {len(CORPUS)}:\n" + "\n".join(lines) for title, lines in sections if lines
+    exchanges = asyncio.run(
+        _exchange_all(CORPUS, realnova.url, gateway_realnova.url, corpus_servers)
     )
-    assert not (mismatches or message_mismatches or wrong_expectation), report
+    e2e_timings(f"action corpus, {len(CORPUS)} requests x 2", time.monotonic() - started)
+    return exchanges
 
 
-async def test_gateway_is_deliberately_stricter_where_documented(
-    corpus_servers: dict[Target, str],
-    realnova: RealNova,
-    gateway_realnova: GatewayLab,
-    http_session: aiohttp.ClientSession,
+def _report(title: str, lines: Sequence[str]) -> str:
+    return f"{len(lines)} {title} (of {len(CORPUS)} requests):\n" + "\n".join(lines)
+
+
+def test_nova_alone_answers_as_the_corpus_expects(corpus_exchanges: list[Exchange]) -> None:
+    """Keeps the corpus honest: each request reaches the check its label names."""
+    wrong = [
+        f"{exchange}\n    corpus expects Nova: {exchange.request.nova_status}"
+        for exchange in corpus_exchanges
+        if exchange.direct.status != exchange.request.nova_status
+    ]
+    assert not wrong, _report("corpus expectation(s) Nova disagrees with", wrong)
+
+
+def test_gateway_answers_status_and_fault_name_as_nova_alone(
+    corpus_exchanges: list[Exchange],
+) -> None:
+    """The issue's criterion: (status, fault name) through the gateway == Nova alone."""
+    mismatches = [
+        str(exchange)
+        for exchange in corpus_exchanges
+        if (exchange.direct.status, exchange.direct.fault)
+        != (exchange.via_gateway.status, exchange.via_gateway.fault)
+    ]
+    assert not mismatches, _report("status/fault-name mismatch(es)", mismatches)
+
+
+def test_gateway_fault_messages_are_nova_messages(corpus_exchanges: list[Exchange]) -> None:
+    """Where status and fault name agree, the message a client reads agrees too."""
+    mismatches = [
+        str(exchange)
+        for exchange in corpus_exchanges
+        if (exchange.direct.status, exchange.direct.fault)
+        == (exchange.via_gateway.status, exchange.via_gateway.fault)
+        and exchange.direct.message != exchange.via_gateway.message
+    ]
+    assert not mismatches, _report("fault-message mismatch(es)", mismatches)
+
+
+def test_gateway_is_deliberately_stricter_where_documented(
+    corpus_servers: dict[Target, str], realnova: RealNova, gateway_realnova: GatewayLab
 ) -> None:
     """Each documented difference answers as documented, and still differs from Nova."""
+    requests = [strict.request for strict in STRICTER]
+    exchanges = asyncio.run(
+        _exchange_all(requests, realnova.url, gateway_realnova.url, corpus_servers)
+    )
     problems: list[str] = []
-    for strict in STRICTER:
-        request = strict.request
-        direct = await send(http_session, realnova.url, request, corpus_servers)
-        via_gateway = await send(http_session, gateway_realnova.url, request, corpus_servers)
-        line = (
-            f"{describe(request)} ({strict.why})\n    Nova alone: {direct}\n"
-            f"    via gateway: {via_gateway}"
-        )
-        if (via_gateway.status, via_gateway.fault) != (strict.gateway_status, strict.gateway_fault):
+    for strict, exchange in zip(STRICTER, exchanges, strict=True):
+        line = f"{exchange}\n    why: {strict.why}"
+        got = (exchange.via_gateway.status, exchange.via_gateway.fault)
+        if got != (strict.gateway_status, strict.gateway_fault):
             problems.append(
                 f"{line}\n    documented gateway answer: {strict.gateway_status} "
                 f"{strict.gateway_fault}"
             )
-        if direct.status != request.nova_status:
-            problems.append(f"{line}\n    corpus expected Nova: {request.nova_status}")
-        if (direct.status, direct.fault) == (via_gateway.status, via_gateway.fault):
+        if exchange.direct.status != strict.request.nova_status:
+            problems.append(f"{line}\n    corpus expects Nova: {strict.request.nova_status}")
+        if (exchange.direct.status, exchange.direct.fault) == got:
             problems.append(f"{line}\n    no difference: belongs in the main corpus")
     assert not problems, f"{len(problems)} problem(s):\n" + "\n".join(problems)

@@ -138,7 +138,7 @@ async def test_relocking_inside_the_project_is_a_silent_no_op(nova: SimClient) -
         f"/v2.1/servers/{sid}/os-instance-actions", headers=nova.headers()
     )
     actions = [a["action"] for a in (await listing.json())["instanceActions"]]
-    assert actions == ["lock"]  # the seed server has no create record; the no-op none
+    assert actions == ["lock", "create"]  # the no-op second lock records nothing
 
 
 async def test_admin_lock_needs_admin_to_lift(nova: SimClient) -> None:
@@ -178,7 +178,8 @@ async def test_lock_entries_carry_the_lockers_identity_and_request_id(nova: SimC
     listing = await nova.client.get(
         f"/v2.1/servers/{sid}/os-instance-actions", headers=nova.headers(version="2.58")
     )
-    [entry] = (await listing.json())["instanceActions"]
+    entry, created = (await listing.json())["instanceActions"]
+    assert (created["action"], created["user_id"]) == ("create", "seed")
     assert entry["action"] == "lock" and entry["request_id"] == request_id
     assert (entry["project_id"], entry["user_id"]) == ("admin", "admin")
     assert entry["start_time"] and entry["updated_at"] and entry["message"] is None

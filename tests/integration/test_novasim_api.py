@@ -451,7 +451,7 @@ async def test_create_validation(nova: SimClient) -> None:
     assert (await missing.json())["badRequest"]["message"] == "Missing imageRef attribute"
     networks = await nova.client.post(
         "/v2.1/servers",
-        json={"server": {"name": "x", "flavorRef": "1", "imageRef": "x"}},
+        json={"server": {"name": "x", "flavorRef": "1", "imageRef": ""}},
         headers=nova.headers(version="2.37"),
     )
     assert "'networks' is a required property" in (await networks.json())["badRequest"]["message"]

@@ -706,8 +706,7 @@ def test_defaults_decide_as_oslo(tmp_path: Path, new_defaults: bool) -> None:
 
 
 def test_site_rules_decide_as_oslo(tmp_path: Path) -> None:
-    write(EXAMPLES_DIR := tmp_path / "policy.d" / "site.yaml", "".join(_example_blocks().values()))
-    assert EXAMPLES_DIR.exists()
+    write(tmp_path / "policy.d" / "site.yaml", "".join(_example_blocks().values()))
     engine = PolicyEngine(make_conf(tmp_path))
     for key in ("reboot", "resize", "rescue", "lock"):
         for body in (None, {"type": "HARD"}, {"flavorRef": 6}, {"locked_reason": "r"}):
@@ -788,3 +787,22 @@ def test_load_policy_reports_every_problem(tmp_path: Path) -> None:
     with pytest.raises(PolicyLoadError) as caught:
         load_policy(tmp_path)
     assert len(caught.value.problems) == 3
+
+
+def test_files_changing_while_loaded_are_retried(
+    engine: PolicyEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gateway.policy as module
+
+    real = module.load_policy
+
+    def racing(*args: Any, **kwargs: Any) -> Any:
+        raise module._ChangedWhileLoading()
+
+    write(tmp_path / "policy.yaml", f'"{PAUSE}": "rule:context_is_admin"')
+    monkeypatch.setattr(module, "load_policy", racing)
+    assert not engine.poll()
+    assert (engine.reload_failures, engine.last_reload_ok) == (0, True)
+    monkeypatch.setattr(module, "load_policy", real)
+    assert engine.poll()  # not remembered as seen: read again on the next poll
+    assert not engine.decide(PAUSE, TARGET, MEMBER).allowed
