@@ -13,7 +13,7 @@ from typing import Any
 from gateway.catalogue import ActionSpec
 from gateway.faults import Fault
 from gateway.identity import Credentials
-from gateway.proxy import Exchange
+from gateway.proxy import Exchange, ResponseRewrite
 from gateway.routing import Route
 from gateway.servers import ServerFacts
 from gateway.types import Version
@@ -42,6 +42,12 @@ class Call:
     verdicts: list[tuple[str, str]] = field(default_factory=list)
     # Headers a stage wants on the answer whatever it is (e.g. RateLimit-*).
     answer_headers: list[tuple[str, str]] = field(default_factory=list)
+    # The rate-limit outcome (allowed | refused | exempt | storage_down_open |
+    # storage_down_closed; None when no rule applied) and the rule it was about.
+    rate_limit: str | None = None
+    rate_limit_rule: str | None = None
+    # A change the proxy applies to a small JSON answer (rate limits in GET /limits).
+    response_rewrite: ResponseRewrite | None = None
     fault: Fault | None = None
     decision: str = "pending"  # allow | deny | error
     started: float = field(default_factory=time.monotonic)

@@ -41,7 +41,8 @@ gateway_opts: list[cfg.Opt] = [
         "admin_listen",
         type=HostPort(),
         default="127.0.0.1:9774",
-        help="HOST:PORT of the admin listener (/healthz, /readyz). Keep it off the client network.",
+        help="HOST:PORT of the admin listener (/healthz, /readyz, /metrics). Keep it off "
+        "the client network.",
     ),
     cfg.IntOpt(
         "workers",
@@ -285,6 +286,81 @@ server_lookup_opts: list[cfg.Opt] = [
     cfg.IntOpt("cache_size", min=1, default=10000, help="Most servers held in the cache."),
 ]
 
+rate_limit_opts: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "rules_file",
+        mutable=True,
+        help="YAML (or JSON) file of rate-limit rules, action costs and per-project "
+        "overrides (format in the README and in gateway/ratelimit.py). Unset: no rate "
+        "limits. Re-read on SIGHUP; a broken file keeps the running rules.",
+    ),
+    cfg.StrOpt(
+        "storage_url",
+        default="memory://",
+        help="Where the counters live: memory:// (inside each worker process: every worker "
+        "and replica counts alone) or async+redis://HOST:PORT/DB (also async+rediss://, "
+        "async+redis+sentinel://, async+redis+cluster://), shared by all workers and "
+        "replicas.",
+    ),
+    cfg.StrOpt(
+        "strategy",
+        default="moving-window",
+        choices=[
+            ("moving-window", "exact: counts every request of the last period"),
+            (
+                "sliding-window-counter",
+                "approximate (weighted previous + current window); cheaper storage",
+            ),
+            ("fixed-window", "cheapest; admits up to twice the limit across a window edge"),
+        ],
+        help="How requests are counted against a rule's period.",
+    ),
+    cfg.StrOpt(
+        "key_prefix",
+        default="nova_gateway",
+        help="Prefix of every counter key in the shared storage.",
+    ),
+    cfg.FloatOpt(
+        "storage_timeout",
+        min=0.001,
+        default=0.1,
+        help="Seconds a rate-limit check may wait for the storage (connecting included) "
+        "before the storage counts as down.",
+    ),
+    cfg.StrOpt(
+        "storage_failure",
+        default="open",
+        choices=[
+            ("open", "serve the request without rate limiting (and count it in the metrics)"),
+            ("closed", "refuse the request with 503 and Retry-After"),
+        ],
+        help="What a request gets while the counter storage is down.",
+    ),
+    cfg.FloatOpt(
+        "breaker_cooldown",
+        min=0.1,
+        default=5.0,
+        help="After a storage failure, seconds during which no request waits for the "
+        "storage (each gets the storage_failure choice at once); then one request "
+        "probes it.",
+    ),
+]
+
+metrics_opts: list[cfg.Opt] = [
+    cfg.BoolOpt(
+        "enabled",
+        default=True,
+        help="Count requests and serve Prometheus metrics at /metrics on the admin listener.",
+    ),
+    cfg.FloatOpt(
+        "sample_interval",
+        min=0.05,
+        default=5.0,
+        help="Seconds between readings of the cache, policy-reload and rate-limit storage "
+        "counters into the metrics, in each worker.",
+    ),
+]
+
 OPT_GROUPS: dict[str, list[cfg.Opt]] = {
     "gateway": gateway_opts,
     "upstream": upstream_opts,
@@ -292,6 +368,8 @@ OPT_GROUPS: dict[str, list[cfg.Opt]] = {
     "identity": identity_opts,
     "policy": policy_opts,
     "server_lookup": server_lookup_opts,
+    "rate_limit": rate_limit_opts,
+    "metrics": metrics_opts,
 }
 
 # Flags accepted on the command line as well as in the file.

@@ -16,6 +16,11 @@ from gateway.microversion import LEGACY_HEADER, STANDARD_HEADER
 REQUEST_ID = "X-OpenStack-Request-ID"
 COMPUTE_REQUEST_ID = "X-Compute-Request-ID"
 RESPONSE_REQUEST_IDS = ("x-openstack-request-id", "x-compute-request-id")
+# The IETF httpapi draft's rate-limit headers (as Kong and envoy's ratelimit send them).
+RATELIMIT_LIMIT = "RateLimit-Limit"
+RATELIMIT_REMAINING = "RateLimit-Remaining"
+RATELIMIT_RESET = "RateLimit-Reset"
+RATELIMIT_POLICY = "RateLimit-Policy"
 _GLOBAL_ID_RE = re.compile(r"^req-[a-f0-9]{8}(-[a-f0-9]{4}){3}-[a-f0-9]{12}$")
 
 # RFC 9110 §7.6.1 and the legacy ones every proxy drops.

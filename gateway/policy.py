@@ -58,7 +58,7 @@ from oslo_policy import _checks, _parser, policy
 
 from gateway.catalogue import ActionSpec, PolicyRule, Target, When
 from gateway.identity import Credentials
-from gateway.policy_defaults import DEFAULTS
+from gateway.policy_defaults import DEFAULTS, GATEWAY_RULES
 from gateway.types import Version, v
 
 log = structlog.get_logger(__name__)
@@ -602,7 +602,7 @@ def load_policy(policy_dir: Path, *, enforce_new_defaults: bool = True) -> Loade
     # capture); we log the same facts ourselves below.
     enforcer.suppress_deprecation_warnings = True
     enforcer.suppress_default_change_warnings = True
-    enforcer.register_defaults(DEFAULTS)
+    enforcer.register_defaults(DEFAULTS + GATEWAY_RULES)
     try:
         enforcer.load_rules(force_reload=True)
     except (ValueError, TypeError, OSError, cfg.Error) as exc:

@@ -35,7 +35,13 @@ from gateway.policy import (
     rules_for,
     value_problems,
 )
-from gateway.policy_defaults import BY_NAME, DEFAULTS, DEPRECATED_NAMES, OTHER_NOVA_RULES
+from gateway.policy_defaults import (
+    BY_NAME,
+    DEFAULTS,
+    DEPRECATED_NAMES,
+    GATEWAY_RULES,
+    OTHER_NOVA_RULES,
+)
 from gateway.types import Version
 
 EXIT_ALLOW = 0
@@ -57,7 +63,8 @@ _SAMPLE_HEADER = """\
 def sample_text() -> str:
     """Every default, commented, with its description: oslopolicy-sample-generator's format."""
     # The generator's own formatter keeps the output identical to Nova's sample file.
-    return _SAMPLE_HEADER + "".join(generator._format_rule_default_yaml(rule) for rule in DEFAULTS)
+    rules = DEFAULTS + GATEWAY_RULES
+    return _SAMPLE_HEADER + "".join(generator._format_rule_default_yaml(rule) for rule in rules)
 
 
 # --------------------------------------------------------------------------------------
@@ -140,7 +147,7 @@ def lint(policy_dir: Path, *, enforce_new_defaults: bool = True) -> list[Finding
     files = [read_policy_file(path) for path in policy_paths(policy_dir)]
     defined: dict[str, str] = {}  # rule -> the file that set it last
     references: set[str] = set()
-    for rule_default in DEFAULTS:
+    for rule_default in DEFAULTS + GATEWAY_RULES:
         references |= _referenced_rules(rule_default.check_str)
     for policy_file in files:
         for value in policy_file.rules.values():

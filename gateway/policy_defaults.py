@@ -1,14 +1,15 @@
 """Nova's registered policy defaults for the rules the gateway enforces, as data.
 
 Owns the names, check strings, scope types, descriptions and operations of those rules
-(equal to what Nova registers); it must never import Nova nor hold decision logic.
+(equal to what Nova registers), and of the few rules the gateway adds of its own
+(GATEWAY_RULES); it must never import Nova nor hold decision logic.
 """
 
 from __future__ import annotations
 
 from oslo_policy.policy import DeprecatedRule, DocumentedRuleDefault, Operation, RuleDefault
 
-from gateway.catalogue import ACTIONS
+from gateway.catalogue import ACTIONS, SERVER_RESOURCE_ACTIONS
 
 # Nova's aliases (nova/policies/base.py); rules refer to these names, never to roles.
 ADMIN = "rule:context_is_admin"
@@ -485,6 +486,20 @@ ACTION_RULES: tuple[DocumentedRuleDefault, ...] = (
         scope_types=["project"],
     ),
     DocumentedRuleDefault(
+        name="os_compute_api:servers:delete",
+        check_str=PROJECT_MEMBER_OR_ADMIN,
+        description="Delete a server",
+        operations=[_op("DELETE", "/servers/{server_id}")],
+        scope_types=["project"],
+    ),
+    DocumentedRuleDefault(
+        name="os_compute_api:servers:update",
+        check_str=PROJECT_MEMBER_OR_ADMIN,
+        description="Update a server",
+        operations=[_op("PUT", "/servers/{server_id}")],
+        scope_types=["project"],
+    ),
+    DocumentedRuleDefault(
         name="os_compute_api:servers:confirm_resize",
         check_str=PROJECT_MEMBER_OR_ADMIN,
         description="Confirm a server resize",
@@ -618,7 +633,18 @@ ACTION_RULES: tuple[DocumentedRuleDefault, ...] = (
 )
 
 DEFAULTS: tuple[RuleDefault, ...] = BASE_RULES + ACTION_RULES
-BY_NAME: dict[str, RuleDefault] = {rule.name: rule for rule in DEFAULTS}
+
+# Rules Nova does not have: gateway-only decisions an operator tunes in the same files.
+RATE_LIMIT_EXEMPT = "nova_gateway:rate_limit:exempt"
+GATEWAY_RULES: tuple[RuleDefault, ...] = (
+    RuleDefault(
+        RATE_LIMIT_EXEMPT,
+        ADMIN,
+        "Callers the gateway's rate limits do not apply to (the target is the caller's "
+        "own project_id and user_id).",
+    ),
+)
+BY_NAME: dict[str, RuleDefault] = {rule.name: rule for rule in DEFAULTS + GATEWAY_RULES}
 
 # Old names oslo.policy still honours in a policy file, mapped to the rules they feed.
 DEPRECATED_NAMES: dict[str, tuple[str, ...]] = {}
@@ -757,8 +783,6 @@ OTHER_NOVA_RULES: frozenset[str] = frozenset(
         "os_compute_api:servers:create:trusted_certs",
         "os_compute_api:servers:create:zero_disk_flavor",
         "network:attach_external_network",
-        "os_compute_api:servers:delete",
-        "os_compute_api:servers:update",
         "os_compute_api:servers:migrations:show",
         "os_compute_api:servers:migrations:force_complete",
         "os_compute_api:servers:migrations:delete",
@@ -792,5 +816,6 @@ OTHER_NOVA_RULES: frozenset[str] = frozenset(
 
 
 def catalogue_rule_names() -> frozenset[str]:
-    """Every rule the action catalogue names; each must have a default here."""
-    return frozenset(rule.name for spec in ACTIONS for rule in spec.policies)
+    """Every rule the catalogue names (actions, DELETE/PUT of a server); each has a default."""
+    specs = (*ACTIONS, *SERVER_RESOURCE_ACTIONS.values())
+    return frozenset(rule.name for spec in specs for rule in spec.policies)

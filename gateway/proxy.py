@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
@@ -19,6 +19,12 @@ from gateway.faults import Fault
 from gateway.headers import RESPONSE_SKIP, end_to_end
 
 STREAM_CHUNK = 64 * 1024
+# Only small JSON answers are ever held whole to be rewritten; anything larger streams.
+REWRITE_MAX_BYTES = 256 * 1024
+
+# A per-call change of a small JSON answer body (e.g. rate limits added to GET /limits);
+# it returns the new body, or None to leave the answer as it came.
+ResponseRewrite = Callable[[bytes], bytes | None]
 
 
 @dataclass(frozen=True)
@@ -83,8 +89,13 @@ class Upstream:
         body: bytes,
         response_headers: Sequence[tuple[str, str]],
         exchange: Exchange,
+        rewrite: ResponseRewrite | None = None,
     ) -> web.StreamResponse:
-        """Send one request upstream and stream the answer back to ``request``."""
+        """Send one request upstream and stream the answer back to ``request``.
+
+        ``rewrite`` applies to a 200 JSON answer of at most REWRITE_MAX_BYTES that is not
+        content-encoded; every other answer streams through unchanged.
+        """
         started = time.monotonic()
         try:
             await asyncio.wait_for(self._slots.acquire(), self.settings.pool_wait)
@@ -98,7 +109,7 @@ class Upstream:
             ) from None
         try:
             return await self._exchange(
-                request, method, path_qs, headers, body, response_headers, exchange
+                request, method, path_qs, headers, body, response_headers, exchange, rewrite
             )
         finally:
             self._slots.release()
@@ -113,6 +124,7 @@ class Upstream:
         body: bytes,
         response_headers: Sequence[tuple[str, str]],
         exchange: Exchange,
+        rewrite: ResponseRewrite | None,
     ) -> web.StreamResponse:
         url = self.settings.base_url + path_qs
         outgoing = CIMultiDict(headers)
@@ -142,6 +154,9 @@ class Upstream:
                 # Read the first chunk before committing to a status, so that a body
                 # that never starts becomes a 504 rather than a hung response.
                 first = await upstream.content.read(STREAM_CHUNK)
+                rewritten = False
+                if rewrite is not None and _rewritable(upstream):
+                    first, rewritten = await _read_and_rewrite(upstream, first, rewrite)
             except (TimeoutError, aiohttp.ServerTimeoutError):
                 exchange.error = "timeout"
                 raise _upstream_timeout() from None
@@ -157,7 +172,9 @@ class Upstream:
             for key, value in response_headers:
                 if key not in response.headers:
                     response.headers[key] = value
-            if upstream.content_length is not None:
+            if rewritten:
+                response.content_length = len(first)
+            elif upstream.content_length is not None:
                 response.content_length = upstream.content_length
             await response.prepare(request)
             await self._stream(upstream, response, first, request, exchange)
@@ -183,6 +200,34 @@ class Upstream:
             exchange.error = "broken_stream"
             if request.transport is not None:
                 request.transport.abort()
+
+
+def _rewritable(upstream: aiohttp.ClientResponse) -> bool:
+    return (
+        upstream.status == 200
+        and "json" in upstream.headers.get("Content-Type", "").lower()
+        and "Content-Encoding" not in upstream.headers
+        and (upstream.content_length is None or upstream.content_length <= REWRITE_MAX_BYTES)
+    )
+
+
+async def _read_and_rewrite(
+    upstream: aiohttp.ClientResponse, first: bytes, rewrite: ResponseRewrite
+) -> tuple[bytes, bool]:
+    """The whole (small) body rewritten and True; or what was read so far and False when
+    the body outgrew REWRITE_MAX_BYTES (the caller then streams the rest after it)."""
+    chunks = [first]
+    size = len(first)
+    chunk = first
+    while chunk:
+        if size > REWRITE_MAX_BYTES:
+            return b"".join(chunks), False
+        chunk = await upstream.content.read(STREAM_CHUNK)
+        chunks.append(chunk)
+        size += len(chunk)
+    body = b"".join(chunks)
+    changed = rewrite(body)
+    return (body if changed is None else changed), True
 
 
 def _upstream_timeout() -> Fault:

@@ -420,6 +420,9 @@ def _any_value_actions() -> list[ActionRequest]:
         _r("resetNetwork, missing server (no lookup)", "resetNetwork", "x", 410, V, target=M),
         _r("unpause at latest", "unpause", [], 409, V, "latest", A),
         _r("os-start on an active server", "os-start", None, 409, V, target=A),
+        # os-start/os-stop/trigger_crash_dump look up through the instance mapping (§1.1).
+        _r("os-start, missing server", "os-start", None, 404, V, target=M),
+        _r("os-stop, missing server", "os-stop", None, 404, V, MAX_VERSION, M),
         _r("resume on an active server", "resume", None, 409, V, target=A),
     ]
     return requests
@@ -740,10 +743,16 @@ def _lock() -> list[ActionRequest]:
         _r("lock reason (wrong key) at 2.73", lock, {"reason": "r"}, 400, S, "2.73", A),
         _r("lock 'x' at 2.73", lock, "x", 400, S, "2.73", A),
         _r("lock another project's server", lock, None, 404, V, target=F),
+        # While locked by its owner: lock-checked actions 409, the others still answer.
+        _r("unpause on a locked server", "unpause", None, 409, V, target=A),
+        _r("pause on a locked server", "pause", None, 409, V, target=A),
+        _r("reboot SOFT on a locked server", "reboot", {"type": "SOFT"}, 409, V, target=A),
+        _r("os-getConsoleOutput on a locked server", "os-getConsoleOutput", {}, 200, V, target=A),
         _r("unlock {'x': 1} at 2.72", unlock, {"x": 1}, 202, V, "2.72", A),
         _r("unlock {'x': 1} at 2.73 (no schema)", unlock, {"x": 1}, 202, V, "2.73", A),
         _r("unlock 'x' at max", unlock, "x", 202, V, MAX_VERSION, A),
         _r("unlock null at 2.1", unlock, None, 202, V, "2.1", A),
+        _r("unpause after unlock", "unpause", None, 409, V, target=A),
     ]
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from oslo_policy.policy import DocumentedRuleDefault
 
-from gateway.catalogue import ACTIONS
+from gateway.catalogue import ACTIONS, SERVER_RESOURCE_ACTIONS
 from gateway.policy_defaults import (
     ACTION_RULES,
     BASE_RULES,
@@ -37,7 +37,7 @@ def test_every_catalogue_rule_has_a_default() -> None:
 
 
 def test_catalogue_defaults_agree_with_ours() -> None:
-    for spec in ACTIONS:
+    for spec in (*ACTIONS, *SERVER_RESOURCE_ACTIONS.values()):
         for rule in spec.policies:
             assert BY_NAME[rule.name].check_str == rule.default, rule.name
 

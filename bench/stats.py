@@ -1,0 +1,37 @@
+"""Small statistics and formatting helpers for the benchmark tables.
+
+Owns medians, percentiles and number formatting; it must never measure anything.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+
+
+def percentile(ordered: Sequence[float], pct: float) -> float:
+    """Nearest-rank percentile of an already sorted sequence (0.0 when empty)."""
+    if not ordered:
+        return 0.0
+    rank = max(1, min(len(ordered), round(pct / 100.0 * len(ordered) + 0.5)))
+    return ordered[rank - 1]
+
+
+def median(values: Sequence[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def spread_percent(values: Sequence[float]) -> float | None:
+    """(max - min) / median in %: how far apart the repetitions were."""
+    mid = median(values)
+    if not values or not mid:
+        return None
+    return (max(values) - min(values)) / mid * 100.0
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000 and digits <= 1:
+        return f"{value:,.0f}"
+    return f"{value:,.{digits}f}"
