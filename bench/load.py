@@ -69,7 +69,15 @@ def run_wrk(
     wrk: str, script: Path, port: int, connections: int, seconds: float, cpus: str | None, log: Path
 ) -> LoadResult:
     argv = pinned(
-        [wrk, "-t1", f"-c{connections}", f"-d{seconds:g}s", "-s", str(script), f"http://{LOOPBACK}:{port}"],
+        [
+            wrk,
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds:g}s",
+            "-s",
+            str(script),
+            f"http://{LOOPBACK}:{port}",
+        ],
         cpus,
     )
     return _run(argv, "WRKJSON ", seconds, log)

@@ -35,14 +35,19 @@ async def _one(
         ) as response:
             await response.read()
             key = str(response.status)
-    except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiohttp.ClientError) as exc:
         key = type(exc).__name__
     latencies.append(time.perf_counter() - planned)
     statuses[key] = statuses.get(key, 0) + 1
 
 
 async def generate(
-    port: int, scenario: Scenario, server_ids: Sequence[str], rate: float, seconds: float, connections: int
+    port: int,
+    scenario: Scenario,
+    server_ids: Sequence[str],
+    rate: float,
+    seconds: float,
+    connections: int,
 ) -> dict[str, object]:
     total = max(1, int(rate * seconds))
     interval = 1.0 / rate
@@ -56,7 +61,10 @@ async def generate(
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         # Open the pool's connections first so the schedule does not pay for connects.
         await asyncio.gather(
-            *(_one(session, urls[i % len(urls)], scenario, time.perf_counter(), [], {}) for i in range(connections))
+            *(
+                _one(session, urls[i % len(urls)], scenario, time.perf_counter(), [], {})
+                for i in range(connections)
+            )
         )
         start = time.perf_counter() + 0.05
         for index in range(total):
@@ -108,7 +116,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         runner = uvloop.run
     result = runner(
-        generate(args.port, SCENARIOS[args.scenario], args.server, args.rate, args.seconds, args.connections)
+        generate(
+            args.port,
+            SCENARIOS[args.scenario],
+            args.server,
+            args.rate,
+            args.seconds,
+            args.connections,
+        )
     )
     print("OPENLOOPJSON " + json.dumps(result), flush=True)
     return 0

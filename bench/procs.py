@@ -80,7 +80,8 @@ class Child:
         return self.process.poll() is None
 
     def logs(self) -> str:
-        return f"--- {self.name} stdout\n{tail(self.stdout)}\n--- {self.name} stderr\n{tail(self.stderr)}"
+        out, err = tail(self.stdout), tail(self.stderr)
+        return f"--- {self.name} stdout\n{out}\n--- {self.name} stderr\n{err}"
 
 
 class Children:
@@ -91,7 +92,12 @@ class Children:
         self._children: list[Child] = []
 
     def spawn(
-        self, name: str, argv: Sequence[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
+        self,
+        name: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Child:
         stdout = self._log_dir / f"{name}.out"
         stderr = self._log_dir / f"{name}.err"
@@ -119,7 +125,9 @@ class Children:
                 if match is not None:
                     return match.group(1)
             if not child.alive():
-                raise StartError(f"{child.name} exited ({child.process.returncode})\n{child.logs()}")
+                raise StartError(
+                    f"{child.name} exited ({child.process.returncode})\n{child.logs()}"
+                )
             time.sleep(0.05)
         raise StartError(f"{child.name} printed no READY line in {timeout:.0f} s\n{child.logs()}")
 
@@ -128,13 +136,17 @@ class Children:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not child.alive():
-                raise StartError(f"{child.name} exited ({child.process.returncode})\n{child.logs()}")
+                raise StartError(
+                    f"{child.name} exited ({child.process.returncode})\n{child.logs()}"
+                )
             with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
                 sock.settimeout(0.5)
                 if sock.connect_ex((LOOPBACK, port)) == 0:
                     return
             time.sleep(0.05)
-        raise StartError(f"{child.name} did not listen on {port} in {timeout:.0f} s\n{child.logs()}")
+        raise StartError(
+            f"{child.name} did not listen on {port} in {timeout:.0f} s\n{child.logs()}"
+        )
 
     def stop(self, child: Child) -> None:
         """SIGTERM to the child's PID, then SIGKILL to its own group if it or a member lingers."""

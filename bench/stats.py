@@ -5,6 +5,7 @@ Owns medians, percentiles and number formatting; it must never measure anything.
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections.abc import Sequence
 
@@ -13,7 +14,7 @@ def percentile(ordered: Sequence[float], pct: float) -> float:
     """Nearest-rank percentile of an already sorted sequence (0.0 when empty)."""
     if not ordered:
         return 0.0
-    rank = max(1, min(len(ordered), round(pct / 100.0 * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(pct / 100.0 * len(ordered))))
     return ordered[rank - 1]
 
 

@@ -34,14 +34,23 @@ def _apt_install(packages: list[str]) -> str | None:
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-qq", *packages]
     try:
-        if subprocess.run(install, env=env, capture_output=True, timeout=APT_TIMEOUT_SECONDS).returncode == 0:
+        if (
+            subprocess.run(
+                install, env=env, capture_output=True, timeout=APT_TIMEOUT_SECONDS
+            ).returncode
+            == 0
+        ):
             return None
         # Package lists may be missing or stale on a fresh machine: update once, retry.
-        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=APT_TIMEOUT_SECONDS)
+        subprocess.run(
+            ["apt-get", "update", "-qq"], env=env, capture_output=True, timeout=APT_TIMEOUT_SECONDS
+        )
         done = subprocess.run(install, env=env, capture_output=True, timeout=APT_TIMEOUT_SECONDS)
     except subprocess.TimeoutExpired:
         return "apt-get timed out"
-    return None if done.returncode == 0 else f"apt-get install failed: {done.stderr.decode()[-300:]}"
+    return (
+        None if done.returncode == 0 else f"apt-get install failed: {done.stderr.decode()[-300:]}"
+    )
 
 
 @dataclass(frozen=True)
@@ -104,7 +113,9 @@ http {{
 """
 
 
-def nginx_command(nginx: str, prefix: Path, port: int, upstream_port: int, workers: int = 1) -> list[str]:
+def nginx_command(
+    nginx: str, prefix: Path, port: int, upstream_port: int, workers: int = 1
+) -> list[str]:
     """Write a reverse-proxy configuration under ``prefix`` and return the command to run it."""
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"

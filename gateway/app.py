@@ -8,19 +8,27 @@ from __future__ import annotations
 
 from typing import Any
 
+import structlog
 from aiohttp import web
 from oslo_config import cfg
 
 from gateway import headers as header_names
+from gateway import metrics
+from gateway.audit import Redactor
+from gateway.audit_trail import build_audit_trail
 from gateway.call import Call
+from gateway.config import worker_count
 from gateway.identity import strip_identity_headers
 from gateway.identity_factory import build_authenticator
 from gateway.pipeline import Gate, handle
 from gateway.policy import PolicyEngine
 from gateway.proxy import Upstream, UpstreamSettings
+from gateway.ratelimit import RateLimiter
 from gateway.servers import LockRecords, ServerLookup
 from gateway.types import Version
 from gateway.versions import UpstreamVersions
+
+log = structlog.get_logger(__name__)
 
 API_SUFFIX = "/v2.1"
 
@@ -62,17 +70,32 @@ async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
         conf.server_lookup.cache_size,
         lambda: versions.range.maximum,
     )
+    policy = PolicyEngine(conf)
+    rate_limiter = RateLimiter.from_conf(conf, policy)
+    if not rate_limiter.shared and rate_limiter.rules.rules and worker_count(conf) > 1:
+        log.warning(
+            "rate_limit_counts_per_worker",
+            storage_url=conf.rate_limit.storage_url,
+            workers=worker_count(conf),
+            hint="each worker counts alone; use async+redis:// for limits shared by all",
+        )
     gate = Gate(
         upstream=upstream,
         versions=versions,
         forwarding=header_names.ForwardingPolicy([]),
         identity=identity,
-        policy=PolicyEngine(conf),
+        policy=policy,
         servers=servers,
         lock_records=LockRecords(),
         max_body=0,
         max_path=0,
     )
+    gate.rate_limiter = rate_limiter
+    if conf.metrics.enabled:
+        gate.observers.append(metrics.MetricsObserver(gate, conf.metrics.sample_interval))
+    gate.audit = build_audit_trail(conf)  # starts the writer threads of this worker
+    if gate.audit is not None:
+        gate.observers.append(gate.audit)
     apply_reloadable(gate, conf)
     return gate
 
@@ -83,6 +106,10 @@ def apply_reloadable(gate: Gate, conf: cfg.ConfigOpts) -> None:
     gate.max_body = conf.limits.max_request_body_size
     gate.max_path = conf.limits.max_path_length
     gate.strict_locks = conf.policy.strict_locks
+    if gate.audit is not None:
+        gate.audit.redactor = Redactor(conf.audit.redact_fields)
+    if gate.rate_limiter is not None:
+        gate.rate_limiter.reload_rules(conf.rate_limit.rules_file)
 
 
 def call_from(request: web.BaseRequest) -> Call:
@@ -125,9 +152,20 @@ def admin_app(gate: Gate, ready_max_age: float) -> web.Application:
         # The last good policy keeps serving when a reload fails: report, don't fail.
         checks["policy_last_reload_ok"] = gate.policy.last_reload_ok
         ready = age is not None and age <= ready_max_age
+        if gate.audit is not None:
+            # A fail-closed trail that cannot write refuses every request: out of
+            # rotation with it. Fail-open serves on, so it only reports.
+            checks["audit_sinks_ok"] = gate.audit.healthy
+            ready = ready and (gate.audit.healthy or not gate.audit.fail_closed)
         return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
 
     app = web.Application()
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    observer = next((o for o in gate.observers if isinstance(o, metrics.MetricsObserver)), None)
+    if observer is not None:
+        # The sampler lives as long as this worker's admin listener.
+        app.on_startup.append(observer.start)
+        app.on_cleanup.append(observer.stop)
+        app.router.add_get("/metrics", metrics.metrics_handler(observer))
     return app

@@ -75,8 +75,9 @@ def parse_json(raw: bytes) -> Any:
 
 
 def check_content_type(content_type: str | None) -> None:
-    """Nova's 415 for media types it does not read as JSON."""
-    media = (content_type or "").split(";", 1)[0].strip().lower()
+    """Nova's 415 for media types it does not read as JSON (compared case-sensitively,
+    as webob hands Nova the media type: ``APPLICATION/JSON`` is refused)."""
+    media = (content_type or "").split(";", 1)[0].strip()
     if media not in ACCEPTED_CONTENT_TYPES:
         raise Fault(415, UNSUPPORTED_MEDIA, reason="content_type")
 

@@ -123,6 +123,9 @@ class ActionSpec:
     # Body field whose (upper-cased) value selects the state rule, e.g. reboot's type.
     states_by: tuple[str, Mapping[str, StateRule]] | None = None
     removed: Removed | None = None
+    # Nova's 404 text for an id that names no server at all (os-start, os-stop and
+    # trigger_crash_dump look the id up in the cell mappings first).
+    missing_message: str = "Instance {id} could not be found."
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -178,6 +181,7 @@ def _rule(name: str, default: str = MEMBER, when: When = When.ALWAYS) -> PolicyR
 
 
 _SERVERS = "os_compute_api:servers:"
+_NO_CELL_MAPPING = "Instance {id} has no mapping to a cell."
 _CONSOLE_TASKS_REJECTED = StateRule(None, None, False, frozenset({"deleting", "migrating"}))
 _HARD_REBOOT_TASKS: frozenset[str | None] = frozenset(
     {
@@ -289,6 +293,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         states=_states("stopped"),
         state_name="start",
         normal_status=202,
+        missing_message=_NO_CELL_MAPPING,
     ),
     ActionSpec(
         key="os-stop",
@@ -300,6 +305,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         states=_states("active", "error"),
         state_name="stop",
         normal_status=202,
+        missing_message=_NO_CELL_MAPPING,
     ),
     ActionSpec(
         key="trigger_crash_dump",
@@ -310,6 +316,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=True,
         states=_states("active", "paused", "rescued", "resized", "error"),
         normal_status=202,
+        missing_message=_NO_CELL_MAPPING,
     ),
     ActionSpec(
         key="resetNetwork",

@@ -21,11 +21,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import policy_cli
 
         return policy_cli.main(args[1:])
+    if args and args[0] == "audit":
+        from gateway import audit_cli
+
+        return audit_cli.main(args[1:])
     logs.configure()
     try:
         conf = config.load(args)
     except config.ConfigError as exc:
         print(f"nova-gateway: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    from gateway import ratelimit
+
+    try:
+        # Refused here, once, rather than in every forked worker.
+        ratelimit.load_rules(conf.rate_limit.rules_file)
+    except ratelimit.RuleError as exc:
+        print(f"nova-gateway: invalid configuration: [rate_limit] {exc}", file=sys.stderr)
         return 2
     from gateway import server
 

@@ -361,6 +361,139 @@ metrics_opts: list[cfg.Opt] = [
     ),
 ]
 
+audit_opts: list[cfg.Opt] = [
+    cfg.BoolOpt(
+        "enabled",
+        default=False,
+        help="Keep the audit trail: one sealed record per answered request (allowed, "
+        "denied, malformed, rate-limited, upstream failed) in every configured sink. "
+        "Needs hmac_key_file.",
+    ),
+    cfg.ListOpt(
+        "sinks",
+        item_type=types.String(choices=["file", "messaging"]),
+        default=["file"],
+        help="Where records go: 'file' (append-only JSON lines in file_directory) and/or "
+        "'messaging' (oslo.messaging notifications, e.g. RabbitMQ).",
+    ),
+    cfg.StrOpt(
+        "hmac_key_file",
+        help="File holding the key (at least 32 bytes, e.g. `openssl rand -hex 32`) that "
+        "seals every record with HMAC-SHA256. Required when enabled: the gateway refuses "
+        "to start without it. Keep it readable by the gateway (and verifiers) only.",
+    ),
+    cfg.StrOpt(
+        "failure_mode",
+        choices=[
+            ("fail-closed", "refuse new requests (503) while a sink is failing or full"),
+            ("fail-open", "serve anyway; count and log records that could not be queued"),
+        ],
+        default="fail-closed",
+        help="What a failing or full sink does to new requests. Either way no accepted "
+        "record is dropped: the failed sink is retried until it recovers.",
+    ),
+    cfg.IntOpt(
+        "queue_size",
+        min=1,
+        default=10000,
+        help="Records each worker holds for its slowest sink before new requests wait "
+        "(back-pressure) and then, fail-closed, are refused.",
+    ),
+    cfg.FloatOpt(
+        "backpressure_timeout",
+        min=0,
+        default=1.0,
+        help="Seconds a new request waits for room in a full audit queue.",
+    ),
+    cfg.FloatOpt(
+        "retry_interval",
+        min=0.01,
+        default=1.0,
+        help="Longest pause between retries of a failed sink (retries start at 1/20 of it "
+        "and back off).",
+    ),
+    cfg.FloatOpt(
+        "flush_timeout",
+        min=0,
+        default=30.0,
+        help="On SIGTERM, seconds to wait for the sinks to take every pending record; what "
+        "a failed sink still holds then is written to the process log instead.",
+    ),
+    cfg.ListOpt(
+        "redact_fields",
+        default=[],
+        mutable=True,
+        help="Further body keys (case-insensitive, at any depth) whose values never reach a "
+        "sink. Keys containing password/secret/token, adminPass, user_data and "
+        "personality contents are always redacted.",
+    ),
+    cfg.StrOpt(
+        "file_directory",
+        default="/var/log/nova-gateway/audit",
+        help="Directory of the file sink. Each worker writes its own files, named "
+        "audit-<host>-<pid>-<start>-<index>.jsonl; rotation starts the next index.",
+    ),
+    cfg.StrOpt(
+        "file_format",
+        choices=[("json", "the gateway's record"), ("cadf", "a CADF event (pycadf)")],
+        default="json",
+        help="Record format of the file sink.",
+    ),
+    cfg.StrOpt(
+        "file_fsync",
+        choices=[
+            ("never", "leave flushing to the kernel"),
+            ("interval", "fsync every file_fsync_interval seconds"),
+            ("every-record", "fsync before the writer takes more records"),
+        ],
+        default="interval",
+        help="When the file sink forces its records to disk.",
+    ),
+    cfg.FloatOpt(
+        "file_fsync_interval",
+        min=0.01,
+        default=1.0,
+        help="Seconds between fsyncs with file_fsync = interval.",
+    ),
+    cfg.IntOpt(
+        "file_rotate_bytes",
+        min=0,
+        default=100 * 1024 * 1024,
+        help="Start a new audit file past this size in bytes; 0 never.",
+    ),
+    cfg.IntOpt(
+        "file_rotate_seconds",
+        min=0,
+        default=86400,
+        help="Start a new audit file when the current one is this many seconds old; 0 never.",
+    ),
+    cfg.StrOpt(
+        "messaging_transport_url",
+        secret=True,
+        help="oslo.messaging transport URL of the messaging sink, e.g. "
+        "rabbit://user:password@rabbit:5672/. Required with the messaging sink.",
+    ),
+    cfg.ListOpt(
+        "messaging_topics",
+        default=["notifications"],
+        help="Notification topics; records are published at priority info (<topic>.info), "
+        "as keystonemiddleware's audit notifier does.",
+    ),
+    cfg.StrOpt(
+        "messaging_driver",
+        choices=[("messagingv2", "message format 2.0"), ("messaging", "message format 1.0")],
+        default="messagingv2",
+        help="Notification message format.",
+    ),
+    cfg.StrOpt(
+        "messaging_format",
+        choices=[("json", "the gateway's record"), ("cadf", "a CADF event (pycadf)")],
+        default="cadf",
+        help="Record format of the messaging sink; cadf events have event type "
+        "audit.http.response, like keystonemiddleware's.",
+    ),
+]
+
 OPT_GROUPS: dict[str, list[cfg.Opt]] = {
     "gateway": gateway_opts,
     "upstream": upstream_opts,
@@ -370,6 +503,7 @@ OPT_GROUPS: dict[str, list[cfg.Opt]] = {
     "server_lookup": server_lookup_opts,
     "rate_limit": rate_limit_opts,
     "metrics": metrics_opts,
+    "audit": audit_opts,
 }
 
 # Flags accepted on the command line as well as in the file.
@@ -447,6 +581,26 @@ def validate(conf: cfg.ConfigOpts) -> None:
                 Version.parse(text)
             except ValueError:
                 raise ConfigError(f"[upstream] {name}: {text!r} is not X.Y") from None
+    _validate_audit(conf)
+
+
+def _validate_audit(conf: cfg.ConfigOpts) -> None:
+    """An enabled trail needs a usable key and a destination for every sink."""
+    group = conf.audit
+    if not group.enabled:
+        return
+    if not group.sinks:
+        raise ConfigError("[audit] sinks: auditing is enabled but no sink is configured")
+    if not group.hmac_key_file:
+        raise ConfigError("[audit] hmac_key_file: required when [audit] enabled = true")
+    from gateway.audit_chain import KeyFileError, load_key  # reads the file: only if enabled
+
+    try:
+        load_key(group.hmac_key_file)
+    except KeyFileError as exc:
+        raise ConfigError(f"[audit] hmac_key_file: {exc}") from None
+    if "messaging" in group.sinks and not group.messaging_transport_url:
+        raise ConfigError("[audit] messaging_transport_url: required with the messaging sink")
 
 
 def worker_count(conf: cfg.ConfigOpts) -> int:

@@ -13,15 +13,21 @@ from gateway.faults import Fault
 from gateway.servers import ServerFacts
 
 
-def not_found(server_id: str) -> Fault:
-    return Fault(404, f"Instance {server_id} could not be found.", reason="server_not_found")
+def not_found(server_id: str, template: str = "Instance {id} could not be found.") -> Fault:
+    return Fault(404, template.format(id=server_id), reason="server_not_found")
 
 
 def check_visible(
-    server_id: str, server: ServerFacts | None, caller_project: str | None, is_admin: bool
+    spec: ActionSpec,
+    server_id: str,
+    server: ServerFacts | None,
+    caller_project: str | None,
+    is_admin: bool,
 ) -> ServerFacts:
     """Nova filters non-admin reads to the caller's project: others' servers are 404."""
-    if server is None or (not is_admin and server.project_id != caller_project):
+    if server is None:
+        raise not_found(server_id, spec.missing_message)
+    if not is_admin and server.project_id != caller_project:
         raise not_found(server_id)
     return server
 

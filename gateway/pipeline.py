@@ -16,6 +16,7 @@ import structlog
 from aiohttp import web
 
 from gateway import body, gates, microversion, routing
+from gateway.audit_trail import AuditTrail
 from gateway.call import Call
 from gateway.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, Lookup, PolicyRule, Target
 from gateway.faults import Fault, not_found
@@ -23,6 +24,7 @@ from gateway.headers import REQUEST_ID, ForwardingPolicy, end_to_end
 from gateway.identity import Authenticator
 from gateway.policy import Outcome, PolicyEngine, build_target, rules_for
 from gateway.proxy import Upstream
+from gateway.ratelimit import RateLimiter
 from gateway.responses import answer_headers, fault_response
 from gateway.servers import LockRecords, ServerLookup
 from gateway.validation import validate_action
@@ -46,6 +48,8 @@ class Gate:
     max_path: int
     strict_locks: bool = False
     observers: list[CallObserver] = field(default_factory=list)
+    rate_limiter: RateLimiter | None = None
+    audit: AuditTrail | None = None
 
 
 Stage = Callable[[Gate, Call, web.BaseRequest], Awaitable[None]]
@@ -85,6 +89,13 @@ def _too_large(gate: Gate) -> Fault:
         reason="body_too_large",
         version_headers=False,
     )
+
+
+async def check_audit_ready(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Fail-closed audit: no new request is served while its record could not be kept
+    (a sink failing, or the queue still full after the back-pressure wait): 503."""
+    if gate.audit is not None:
+        await gate.audit.admit(call)
 
 
 async def route(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -153,6 +164,13 @@ async def check_action_version(gate: Gate, call: Call, request: web.BaseRequest)
     removed = call.action.removed
     if removed is not None:
         raise Fault(removed.status, removed.message, reason="action_removed")
+
+
+async def rate_limit(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Gateway-only: before the schema, policy and the server read, so a flood costs
+    Nova nothing; after the checks that need no storage."""
+    if gate.rate_limiter is not None:
+        await gate.rate_limiter.check(call)
 
 
 async def validate_body(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -226,7 +244,7 @@ async def look_up_server(gate: Gate, call: Call, request: web.BaseRequest) -> No
     assert call.credentials is not None
     found = await gate.servers.get(server_id)
     call.server = gates.check_visible(
-        server_id, found, call.credentials.project_id, call.is_admin
+        call.action, server_id, found, call.credentials.project_id, call.is_admin
     )
     if call.server.locked and any(
         rule.when.name == "LOCKED_BY_OTHER" for rule in call.action.policies
@@ -260,6 +278,7 @@ async def authorize_after_state(gate: Gate, call: Call, request: web.BaseRequest
 # The gate, in Nova's order (nova-actions.md §0) for the checks Nova also makes.
 STAGES: Sequence[Stage] = (
     receive_body,  # Nova's sizelimit runs before authentication
+    check_audit_ready,  # 503 while the audit trail cannot take the record (fail-closed)
     route,  # refuse non-canonical targets; what is this request?
     authenticate,  # 401 / 503; version documents need no token
     negotiate_version,  # 400 / 406
@@ -267,6 +286,7 @@ STAGES: Sequence[Stage] = (
     dispatch_action,  # Nova's action_peek: 400 / 404
     check_url_project,  # 400
     check_action_version,  # 404 outside the action's range; removed actions
+    rate_limit,  # 429 (503 if the shared counters are down and so configured)
     validate_body,  # 400 with Nova's schema message
     authorize_without_server,  # console actions: policy before lookup
     look_up_server,  # 404 for servers the caller may not see
@@ -318,6 +338,7 @@ async def handle(gate: Gate, call: Call, request: web.BaseRequest) -> web.Stream
             call.body,
             answer_headers(call),
             call.exchange,
+            call.response_rewrite,
         )
         after_forward(gate, call, response.status)
     except Fault as fault:

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 from oslo_config import cfg
 
+from gateway import metrics
 from gateway.app import admin_app, api_handler, apply_reloadable, build_gate
 from gateway.config import worker_count
 from gateway.pipeline import Gate
@@ -54,11 +55,16 @@ class Listeners:
     async def close(self) -> None:
         # ServerRunner.cleanup stops listening first, then waits for in-flight requests.
         await self.api.cleanup()
+        if self.gate.audit is not None:
+            # Every answered request has been observed by now: flush them all.
+            await self.gate.audit.close()
         await self.admin.cleanup()
         await self.gate.versions.stop()
         await self.gate.policy.stop()
         await self.gate.identity.close()
         await self.gate.upstream.close()
+        if self.gate.rate_limiter is not None:
+            await self.gate.rate_limiter.close()
 
 
 async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
@@ -183,6 +189,18 @@ def _wait_ready(fd: int, workers: int, deadline_seconds: float = 120.0) -> bool:
 def _supervise(
     conf: cfg.ConfigOpts, upstream_url: str, workers: int, on_ready: Callable[[], None] | None
 ) -> int:
+    # Workers write their metrics to files in a fresh directory that any of them reads
+    # when scraped; it must exist before the first fork and go when the supervisor does.
+    metrics_dir = metrics.start_multiprocess()
+    try:
+        return _run_workers(conf, upstream_url, workers, on_ready)
+    finally:
+        metrics.stop_multiprocess(metrics_dir)
+
+
+def _run_workers(
+    conf: cfg.ConfigOpts, upstream_url: str, workers: int, on_ready: Callable[[], None] | None
+) -> int:
     ready_read, ready_write = os.pipe()
     children = {_spawn(conf, upstream_url, ready_write) for _ in range(workers)}
     os.close(ready_write)
@@ -210,6 +228,7 @@ def _supervise(
         except InterruptedError:
             continue
         children.discard(pid)
+        metrics.worker_exited(pid)
         if os.waitstatus_to_exitcode(status) != 0:
             failed = True
         if not stopping:

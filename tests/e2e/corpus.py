@@ -99,8 +99,9 @@ class ActionRequest:
     target: Target = Target.PAUSED
     token: str | None = MEMBER
     headers: tuple[tuple[str, str], ...] = ()  # further raw headers, repeats allowed
-    path: str = "/servers/{server_id}/action"  # under the /v2.1 root
+    path: str = "/servers/{server_id}/action"  # after ``prefix``
     method: str = "POST"
+    prefix: str = "/v2.1"  # the API root the path is under
 
     @property
     def action_key(self) -> str | None:
@@ -116,16 +117,22 @@ class ActionRequest:
 
 @dataclass(frozen=True)
 class StricterRequest:
-    """A request the gateway deliberately answers differently from Nova, and how."""
+    """A request the README documents the gateway answering differently from Nova, and how."""
 
     request: ActionRequest  # its nova_status is what Nova alone answers
     gateway_status: int
     gateway_fault: str
     why: str
+    locked: bool = False  # sent while the ACTIVE corpus server is locked (by its owner)
 
 
 def encode(value: object) -> bytes:
     return json.dumps(value).encode()
+
+
+def padded_pause(size: int) -> bytes:
+    """A ``{"pause": "xxx…"}`` body of exactly ``size`` bytes."""
+    return b'{"pause": "' + b"x" * (size - len(b'{"pause": ""}')) + b'"}'
 
 
 def _r(
@@ -278,6 +285,13 @@ def _microversions() -> list[ActionRequest]:
             404,
         ),
         ("compute latest", (("OpenStack-API-Version", "compute latest"),), fip, 404),
+        # realnova's WSGI server ignores '_' spellings; the gateway drops them (README).
+        (
+            "header spelt OpenStack_API_Version",
+            (("OpenStack_API_Version", "compute 2.44"),),
+            fip,
+            400,
+        ),
     ]
     for label, headers, body, status in headered:
         requests.append(ActionRequest(label, body, status, m, microversion=None, headers=headers))
@@ -325,7 +339,6 @@ def _transport() -> list[ActionRequest]:
     """URL project id (§0 step 8), tokens, and the body size limit (§A.7)."""
     t = Category.TRANSPORT
     pause = encode({"pause": None})
-    padding = BODY_LIMIT - len(b'{"pause": ""}')
     return [
         ActionRequest(
             "URL project id not the token's", pause, 400, t, path="/abc/servers/{server_id}/action"
@@ -369,10 +382,7 @@ def _transport() -> list[ActionRequest]:
         ),
         ActionRequest("no token", pause, 401, t, token=None),
         ActionRequest("token without a project", pause, 401, t, token="garbage"),
-        ActionRequest("body of exactly the limit", b'{"pause": "' + b"x" * padding + b'"}', 409, t),
-        ActionRequest(
-            "body one byte over the limit", b'{"pause": "' + b"x" * (padding + 1) + b'"}', 413, t
-        ),
+        ActionRequest("body of exactly the limit", padded_pause(BODY_LIMIT), 409, t),
     ]
 
 
@@ -902,7 +912,7 @@ CORPUS: tuple[ActionRequest, ...] = (
 
 
 def _stricter() -> list[StricterRequest]:
-    """Where the gateway refuses what Nova would read (body.py, routing.py, pipeline.py)."""
+    """Where the gateway refuses what Nova would read (README: deliberately stricter)."""
     pause = encode({"pause": None})
     d, t = Category.DISPATCH, Category.TRANSPORT
     ambiguous = "Nova keeps the last duplicate / reads NaN; the gateway refuses ambiguity"
@@ -1031,4 +1041,68 @@ def _stricter() -> list[StricterRequest]:
     ]
 
 
-STRICTER: tuple[StricterRequest, ...] = tuple(_stricter())
+def _documented_differences() -> list[StricterRequest]:
+    """The README's other documented differences: legacy roots, header spellings, 413, 500s."""
+    pause = encode({"pause": None})
+    t, v = Category.TRANSPORT, Category.VALID
+    legacy = "the legacy /v2 application (or a /V2.1 spelling) would run actions undecided"
+    return [
+        StricterRequest(
+            ActionRequest("legacy /v2 root", pause, 409, t, prefix="/v2"),
+            404,
+            "itemNotFound",
+            legacy,
+        ),
+        StricterRequest(
+            ActionRequest("/V2.1 root spelling", pause, 300, t, prefix="/V2.1"),
+            404,
+            "itemNotFound",
+            legacy,
+        ),
+        StricterRequest(
+            # The README says Nova routes dot segments; realnova (Nova 34) answers 404.
+            ActionRequest("dot segment", pause, 404, t, path="/servers/x/../{server_id}/action"),
+            400,
+            "badRequest",
+            "one spelling of a path is decided and forwarded; the gateway refuses the others",
+        ),
+        StricterRequest(
+            ActionRequest("body one byte over the limit", padded_pause(BODY_LIMIT + 1), 413, t),
+            413,
+            "overLimit",
+            "README fault table: Nova answers a plain webob 413 there",
+        ),
+        StricterRequest(
+            _r(
+                "addFixedIp on a locked server",
+                "addFixedIp",
+                {"networkId": "net"},
+                500,
+                v,
+                "2.43",
+                Target.ACTIVE,
+            ),
+            409,
+            "conflictingRequest",
+            "Nova does not catch InstanceIsLocked there (500); the gateway says what happened",
+            locked=True,
+        ),
+        StricterRequest(
+            _r(
+                "removeFixedIp on a locked server",
+                "removeFixedIp",
+                {"address": "10.0.0.2"},
+                500,
+                v,
+                "2.43",
+                Target.ACTIVE,
+            ),
+            409,
+            "conflictingRequest",
+            "Nova does not catch InstanceIsLocked there (500); the gateway says what happened",
+            locked=True,
+        ),
+    ]
+
+
+STRICTER: tuple[StricterRequest, ...] = (*_stricter(), *_documented_differences())

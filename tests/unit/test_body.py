@@ -112,13 +112,15 @@ def test_values_round_trip() -> None:
 @pytest.mark.parametrize(
     "content_type",
     [None, "", "text/plain", "application/json", "application/json; charset=UTF-8",
-     "application/vnd.openstack.compute+json", "APPLICATION/JSON"],
+     "application/vnd.openstack.compute+json"],
 )
 def test_content_types_nova_accepts(content_type: str | None) -> None:
     check_content_type(content_type)
 
 
-@pytest.mark.parametrize("content_type", ["application/xml", "text/html", "multipart/form-data"])
+@pytest.mark.parametrize(
+    "content_type", ["application/xml", "text/html", "multipart/form-data", "APPLICATION/JSON"]
+)
 def test_other_content_types_are_415(content_type: str) -> None:
     with pytest.raises(Fault) as caught:
         check_content_type(content_type)

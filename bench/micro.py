@@ -1,0 +1,960 @@
+"""Microbenchmarks of the gateway's concerns, in-process: body, validation, policy, pipeline.
+
+Owns timing those pieces (median of repeats) and the audit / rate-limit hooks; it must
+never change gateway behaviour nor reach beyond loopback (Redis at 127.0.0.1 only).
+
+    python -m bench.micro            # ~1-2 minutes
+    python -m bench.micro --quick    # ~30 seconds
+
+Writes Markdown tables to stdout and the numbers to bench/results/micro-<time>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import dataclasses
+import datetime as dt
+import importlib
+import json
+import os
+import platform
+import random
+import secrets
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import (
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+    Sequence,
+)
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+from aiohttp import web
+
+from bench.stats import percentile
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "bench" / "results"
+LOOPBACK = "127.0.0.1"
+REDIS_URL = "async+redis://127.0.0.1:6379"
+MAX_NUMBER = 1 << 20
+T = TypeVar("T")  # calibration never runs a statement more than this per repeat
+
+
+# -- timing ----------------------------------------------------------------------------
+
+
+@dataclass
+class Measure:
+    group: str
+    name: str
+    median_us: float
+    min_us: float
+    spread_pct: float
+    note: str = ""
+
+
+@dataclass
+class Settings:
+    repeat: int  # repeats per benchmark (median reported)
+    target: float  # seconds one repeat should last
+    requests: int  # sequential requests per in-process pipeline variant
+    mix_requests: int  # requests of the realistic mix
+
+
+def _spread(values: Sequence[float]) -> float:
+    mid = statistics.median(values)
+    return (max(values) - min(values)) / mid * 100 if mid else 0.0
+
+
+def time_sync(fn: Callable[[], object], settings: Settings) -> tuple[float, float, float]:
+    """(median µs, min µs, spread %) per call of ``fn`` over ``settings.repeat`` repeats."""
+    number = 1
+    while number < MAX_NUMBER:  # calibrate: one repeat lasts about settings.target
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        if time.perf_counter() - start >= settings.target / 4:
+            number = max(1, int(number * settings.target / max(time.perf_counter() - start, 1e-9)))
+            break
+        number *= 2
+    per_call = []
+    for _ in range(settings.repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        per_call.append((time.perf_counter() - start) / number * 1e6)
+    return statistics.median(per_call), min(per_call), _spread(per_call)
+
+
+async def time_async(
+    fn: Callable[[], Awaitable[object]], settings: Settings, number: int
+) -> tuple[float, float, float]:
+    """Like time_sync for sequential awaits, with a fixed ``number`` per repeat."""
+    for _ in range(min(number, 50)):
+        await fn()
+    per_call = []
+    for _ in range(settings.repeat):
+        start = time.perf_counter()
+        for _ in range(number):
+            await fn()
+        per_call.append((time.perf_counter() - start) / number * 1e6)
+    return statistics.median(per_call), min(per_call), _spread(per_call)
+
+
+# -- 1. body parsing and validation ------------------------------------------------------
+
+
+def rebuild_body() -> dict[str, Any]:
+    """The largest action: rebuild at 2.94 with every field, ~64 KiB of base64 user_data."""
+    user_data = base64.b64encode(random.Random(7).randbytes(49_000)).decode()  # 65,336 chars
+    return {
+        "rebuild": {
+            "name": "web-01-rebuilt",
+            "imageRef": "70a599e0-31e7-49b7-b260-868f441e862b",
+            "adminPass": "s3cret-Passw0rd",
+            "metadata": {f"key-{i}": f"value-{i}" for i in range(16)},
+            "preserve_ephemeral": False,
+            "OS-DCF:diskConfig": "AUTO",
+            "accessIPv4": "192.0.2.10",
+            "accessIPv6": "2001:db8::10",
+            "description": "rebuilt by the benchmark",
+            "key_name": "ops-key",
+            "user_data": user_data,
+            "trusted_image_certificates": [f"cert-{i:02d}" for i in range(8)],
+            "hostname": "web-01.example.org",
+        }
+    }
+
+
+def bench_body(settings: Settings) -> list[Measure]:
+    from gateway import body
+    from gateway.catalogue import BY_KEY
+    from gateway.types import Version
+    from gateway.validation import validate_action
+
+    cases = [
+        ("pause", b'{"pause": null}', Version(2, 1)),
+        ("rebuild", json.dumps(rebuild_body()).encode(), Version(2, 94)),
+    ]
+    results = []
+    for name, raw, version in cases:
+        value = body.parse_json(raw)
+        spec, _ = body.dispatch_action(value, BY_KEY)
+        validate_action(spec, version, value)  # valid, and compiles the schema once
+
+        def whole(raw: bytes = raw, version: Version = version) -> None:
+            parsed = body.parse_json(raw)
+            found, _ = body.dispatch_action(parsed, BY_KEY)
+            validate_action(found, version, parsed)
+
+        pieces: list[tuple[str, Callable[[], object]]] = [
+            ("parse_json", partial(body.parse_json, raw)),
+            ("dispatch_action", partial(body.dispatch_action, value, BY_KEY)),
+            ("validate_action", partial(validate_action, spec, version, value)),
+            ("parse + dispatch + validate", whole),
+        ]
+        for piece, fn in pieces:
+            mid, low, spread = time_sync(fn, settings)
+            note = f"{len(raw):,} bytes at {version}"
+            results.append(Measure("body", f"{name}: {piece}", mid, low, spread, note))
+    return results
+
+
+# -- 2. policy -----------------------------------------------------------------------------
+
+
+def _policy_conf_overrides() -> dict[str, Any]:
+    return {"policy.policy_dir": str(REPO / "policies")}
+
+
+def bench_policy(settings: Settings) -> list[Measure]:
+    from oslo_config import cfg
+    from oslo_policy import policy as oslo_policy
+
+    from gateway.catalogue import BY_KEY, Target
+    from gateway.identity_noauth import parse_token
+    from gateway.policy import Outcome, PolicyEngine, build_target, rules_for
+    from gateway.policy_defaults import DEFAULTS
+    from gateway.servers import ServerFacts
+    from gateway.types import Version
+    from tests.support.gateway import gateway_conf
+
+    engine = PolicyEngine(gateway_conf(_policy_conf_overrides()))
+    credentials = parse_token("alice:p1")
+    spec = BY_KEY["reboot"]
+    value = {"type": "HARD"}
+    version = Version(2, 1)
+    server = ServerFacts(
+        id="0a1b2c3d-0000-4000-8000-000000000001",
+        project_id="p1",
+        user_id="alice",
+        status="ACTIVE",
+        vm_state="active",
+        task_state=None,
+        launched_at="2026-01-01T00:00:00.000000",
+        locked=False,
+        locked_reason=None,
+        flavor="m1.small",
+        image="70a599e0-31e7-49b7-b260-868f441e862b",
+    )
+    rules = [
+        rule
+        for rule in rules_for(spec, value, version, server.image, None, "p1", "p1")
+        if not rule.after_state and rule.target is not Target.CALLER
+    ]
+
+    def targets() -> tuple[dict[str, Any], dict[str, Any]]:
+        target = build_target(
+            spec,
+            value,
+            version,
+            project_id=server.project_id,
+            user_id=server.user_id,
+            server=server.policy_attributes(),
+        )
+        caller = build_target(
+            spec, value, version, project_id=credentials.project_id, user_id=credentials.user_id
+        )
+        return target, caller
+
+    target, caller = targets()
+
+    def as_pipeline() -> object:
+        target, caller = targets()
+        return engine.decide_all(rules, target, credentials, caller_target=caller)
+
+    decision = engine.decide_all(rules, target, credentials, caller_target=caller)
+    assert decision.verdict.outcome is Outcome.ALLOWED, decision
+
+    # Stock oslo.policy, as a naive gateway would call it (perf-anchors.md "aio-full").
+    conf = cfg.ConfigOpts()
+    conf([], project="bench-oslo", default_config_files=[], default_config_dirs=[])
+    enforcer = oslo_policy.Enforcer(conf, policy_file=str(REPO / "policies" / "policy.yaml"))
+    conf.set_override("policy_dirs", [str(REPO / "policies" / "policy.d")], group="oslo_policy")
+    conf.set_override("enforce_new_defaults", True, group="oslo_policy")
+    enforcer.suppress_deprecation_warnings = True
+    enforcer.suppress_default_change_warnings = True
+    enforcer.register_defaults(DEFAULTS)
+    creds = credentials.policy_credentials()
+    rule_name = rules[0].name
+    assert enforcer.enforce(rule_name, target, creds) is True
+    static = oslo_policy.Enforcer(conf, policy_file=str(REPO / "policies" / "policy.yaml"))
+    static.suppress_deprecation_warnings = True
+    static.suppress_default_change_warnings = True
+    static.register_defaults(DEFAULTS)
+    static.load_rules()
+    static.use_conf = False
+
+    note = f"{rule_name}, alice member of p1, own server; {len(enforcer.rules)} rules"
+    cases: list[tuple[str, Callable[[], object]]] = [
+        (
+            "gateway decide_all (reboot rules, as the pipeline calls it: 2 targets + decide)",
+            as_pipeline,
+        ),
+        (
+            "gateway decide_all only",
+            lambda: engine.decide_all(rules, target, credentials, caller_target=caller),
+        ),
+        (
+            "gateway is_admin (authenticate stage, every request)",
+            lambda: engine.is_admin(credentials),
+        ),
+        (
+            "oslo.policy Enforcer.enforce, stock use_conf=True",
+            lambda: enforcer.enforce(rule_name, target, creds),
+        ),
+        (
+            "oslo.policy Enforcer.enforce, use_conf=False (rules set once)",
+            lambda: static.enforce(rule_name, target, creds),
+        ),
+    ]
+    results = []
+    for name, fn in cases:
+        mid, low, spread = time_sync(fn, settings)
+        results.append(Measure("policy", name, mid, low, spread, note))
+    return results
+
+
+# -- 3. the whole pipeline in-process ----------------------------------------------------
+
+
+class Recorder:
+    """A CallObserver that notes each finished call and whether its lookup hit the cache."""
+
+    def __init__(self, gate: Any) -> None:
+        self._gate = gate
+        self._hits = gate.servers.hits
+        self._misses = gate.servers.misses
+        self.decided: list[float] = []
+        self.lookup: list[str] = []  # hit | miss | none, per call (exact when sequential)
+        self.statuses: dict[int, int] = {}
+        self.calls: list[Any] = []
+
+    def observe(self, call: Any) -> None:
+        hits, misses = self._gate.servers.hits, self._gate.servers.misses
+        self.lookup.append(
+            "hit" if hits > self._hits else "miss" if misses > self._misses else "none"
+        )
+        self._hits, self._misses = hits, misses
+        self.decided.append(call.decided_seconds)
+        status = int(call.status or 0)
+        self.statuses[status] = self.statuses.get(status, 0) + 1
+        if len(self.calls) < 4:
+            self.calls.append(call)
+
+    def reset(self) -> None:
+        self.decided.clear()
+        self.lookup.clear()
+        self.statuses.clear()
+
+
+@contextlib.asynccontextmanager
+async def simulator(seed: int) -> AsyncIterator[tuple[str, list[str]]]:
+    """novasim in this process on a free loopback port: (its /v2.1 url, p1's server ids)."""
+    from novasim.app import create_app
+    from novasim.config import SimConfig
+
+    runner = web.AppRunner(create_app(SimConfig(seed=seed)), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, LOOPBACK, 0)
+    await site.start()
+    try:
+        port = runner.addresses[0][1]
+        url = f"http://{LOOPBACK}:{port}/v2.1"
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{url}/servers", headers={"X-Auth-Token": "alice:p1"}) as response,
+        ):
+            servers = (await response.json())["servers"]
+        yield url, sorted(str(server["id"]) for server in servers)
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.asynccontextmanager
+async def gateway(
+    upstream: str, overrides: Mapping[str, Any]
+) -> AsyncIterator[tuple[Any, str, Recorder]]:
+    """The gateway in this process (tests/support/gateway.py): (gate, base url, recorder)."""
+    from tests.support.gateway import base_url, running_gateway
+
+    async with running_gateway(upstream, {**_policy_conf_overrides(), **overrides}) as listeners:
+        recorder = Recorder(listeners.gate)
+        listeners.gate.observers.append(recorder)
+        yield listeners.gate, base_url(listeners), recorder
+
+
+LOCK_BODY = b'{"lock": null}'
+JSON_HEADERS = {"X-Auth-Token": "alice:p1", "Content-Type": "application/json"}
+
+
+async def _sequential(
+    session: aiohttp.ClientSession, url: str, count: int, ids: Sequence[str]
+) -> tuple[list[float], float]:
+    """``count`` lock requests one after another: (client wall per request, process CPU)."""
+    walls = []
+    cpu_start = time.process_time()
+    for index in range(count):
+        start = time.perf_counter()
+        target = f"{url}/v2.1/servers/{ids[index % len(ids)]}/action"
+        async with session.post(target, data=LOCK_BODY, headers=JSON_HEADERS) as response:
+            await response.read()
+        walls.append(time.perf_counter() - start)
+    return walls, time.process_time() - cpu_start
+
+
+@dataclass
+class PipelineRun:
+    name: str
+    requests: int
+    wall_us_median: float
+    wall_us_p99: float
+    cpu_us_per_request: float
+    decided_us_median: float
+    decided_us_p99: float
+    decided_hit_us: float | None
+    decided_miss_us: float | None
+    hits: int
+    misses: int
+    statuses: dict[int, int]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _us(values: Sequence[float], pct: float) -> float:
+    return percentile(sorted(values), pct) * 1e6
+
+
+async def pipeline_run(
+    name: str,
+    upstream: str,
+    ids: Sequence[str],
+    overrides: Mapping[str, Any],
+    count: int,
+    prepare: Callable[[Any], Awaitable[Callable[[], Awaitable[dict[str, Any]]]]] | None = None,
+) -> PipelineRun:
+    """Sequential lock requests through an in-process gateway; ``prepare`` may add to the
+    gate (e.g. an audit trail) and returns what to await after the requests."""
+    async with gateway(upstream, overrides) as (gate, url, recorder):
+        finish = await prepare(gate) if prepare is not None else None
+        async with aiohttp.ClientSession() as session:
+            await _sequential(session, url, min(100, count), ids)  # warm-up
+            if finish is not None:
+                await finish()  # what the warm-up left behind is not measured
+            recorder.reset()
+            hits, misses = gate.servers.hits, gate.servers.misses
+            walls, cpu = await _sequential(session, url, count, ids)
+            extra = await finish() if finish is not None else {}
+        decided = recorder.decided
+        by_lookup = {
+            kind: [d for d, seen in zip(decided, recorder.lookup, strict=True) if seen == kind]
+            for kind in ("hit", "miss")
+        }
+        return PipelineRun(
+            name=name,
+            requests=count,
+            wall_us_median=_us(walls, 50),
+            wall_us_p99=_us(walls, 99),
+            # Work left after the last answer (an audit queue draining) counts too.
+            cpu_us_per_request=(cpu + extra.get("drain_cpu_s", 0.0)) / count * 1e6,
+            decided_us_median=_us(decided, 50),
+            decided_us_p99=_us(decided, 99),
+            decided_hit_us=_us(by_lookup["hit"], 50) if by_lookup["hit"] else None,
+            decided_miss_us=_us(by_lookup["miss"], 50) if by_lookup["miss"] else None,
+            hits=gate.servers.hits - hits,
+            misses=gate.servers.misses - misses,
+            statuses=dict(recorder.statuses),
+            extra=extra,
+        )
+
+
+# The realistic mix: 90 % of requests on 20 hot servers, the rest on the cold tail.
+MIX = (
+    # (share, method, token, body or None); path is the server (+ /action with a body)
+    (0.50, "GET", "alice:p1", None),
+    (0.15, "POST", "alice:p1", b'{"lock": null}'),
+    (0.15, "POST", "alice:p1", b'{"unlock": null}'),
+    (0.10, "POST", "alice:p1", b'{"os-getConsoleOutput": {"length": 10}}'),
+    (0.10, "POST", "eve:p2", b'{"lock": null}'),  # another project: 404 after the lookup
+)
+HOT_SERVERS = 20
+HOT_SHARE = 0.9
+
+
+def mix_requests(
+    ids: Sequence[str], count: int, seed: int = 11
+) -> list[tuple[str, str, str, bytes | None]]:
+    rng = random.Random(seed)
+    hot, cold = ids[:HOT_SERVERS], ids[HOT_SERVERS:] or ids[:HOT_SERVERS]
+    shares = [share for share, *_ in MIX]
+    plan = []
+    for _ in range(count):
+        server = rng.choice(hot) if rng.random() < HOT_SHARE else rng.choice(cold)
+        _, method, token, body = rng.choices(MIX, weights=shares)[0]
+        path = f"/v2.1/servers/{server}" + ("/action" if body is not None else "")
+        plan.append((method, path, token, body))
+    return plan
+
+
+async def mix_run(
+    upstream: str, ids: Sequence[str], count: int, concurrency: int
+) -> dict[str, Any]:
+    """The mix through a gateway with cache_ttl 2 s: how many lookups the cache answered."""
+    plan = mix_requests(ids, count)
+    async with gateway(upstream, {"server_lookup.cache_ttl": 2.0}) as (gate, url, recorder):
+        recorder.reset()
+        hits, misses = gate.servers.hits, gate.servers.misses
+        queue: asyncio.Queue[tuple[str, str, str, bytes | None]] = asyncio.Queue()
+        for item in plan:
+            queue.put_nowait(item)
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        start = time.perf_counter()
+        async with aiohttp.ClientSession(connector=connector) as session:
+
+            async def client() -> None:
+                while not queue.empty():
+                    method, path, token, body = queue.get_nowait()
+                    headers = {"X-Auth-Token": token}
+                    if body is not None:
+                        headers["Content-Type"] = "application/json"
+                    async with session.request(method, url + path, data=body, headers=headers) as r:
+                        await r.read()
+
+            await asyncio.gather(*(client() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - start
+        hit, miss = gate.servers.hits - hits, gate.servers.misses - misses
+    lookups = hit + miss
+    return {
+        "requests": count,
+        "concurrency": concurrency,
+        "hits": hit,
+        "misses": miss,
+        "hit_share_of_lookups": hit / lookups if lookups else 0.0,
+        "hit_share_of_requests": hit / count if count else 0.0,
+        "lookups_per_request": lookups / count if count else 0.0,
+        "statuses": dict(sorted(recorder.statuses.items())),
+        "req_per_s": count / elapsed if elapsed > 0 else 0.0,
+    }
+
+
+# -- 4. audit and rate-limit hooks -------------------------------------------------------
+
+
+def _module(name: str) -> Any | None:
+    if not (REPO / "gateway" / f"{name.rsplit('.', 1)[-1]}.py").exists():
+        return None
+    return importlib.import_module(name)
+
+
+def _conf_groups() -> dict[str, list[str]]:
+    from gateway import config
+
+    return {group: [opt.dest for opt in opts] for group, opts in config.OPT_GROUPS.items()}
+
+
+async def audit_trail_for(gate: Any, fsync: str, directory: Path, key_file: Path) -> Any:
+    """An audit trail writing JSON-lines files to ``directory`` with this fsync policy.
+
+    Through ``[audit]`` configuration when that group exists, else from the module's
+    parts (FileSink, Chain, SinkWorker, AuditTrail) as build_audit_trail assembles them.
+    """
+    trail_module = importlib.import_module("gateway.audit_trail")
+    existing = [o for o in gate.observers if type(o).__name__ == "AuditTrail"]
+    if existing:
+        return existing[0]
+    from gateway.audit import Instance, Redactor
+    from gateway.audit_chain import Chain, load_key
+    from gateway.audit_sinks import FileSink, file_stem
+
+    instance = Instance.current()
+    stem = file_stem(instance.host, instance.pid)
+    sink = FileSink(directory, stem, fsync=fsync)
+    worker = trail_module.SinkWorker(sink, Chain(load_key(key_file), f"{stem}/file"), "json")
+    trail = trail_module.AuditTrail([worker], instance, Redactor())
+    trail.start()
+    gate.observers.insert(0, trail)
+    return trail
+
+
+async def bench_audit(upstream: str, ids: Sequence[str], settings: Settings) -> list[str]:
+    lines = ["### audit", ""]
+    if _module("gateway.audit_trail") is None and _module("gateway.audit") is None:
+        return [*lines, "not present (no gateway/audit*.py)"]
+    groups = _conf_groups()
+    sinks = importlib.import_module("gateway.audit_sinks")
+    policies: Sequence[str] = getattr(sinks, "FSYNC_POLICIES", ("interval", "every-record"))
+    default_policy = "interval"
+    if "audit" in groups:
+        from gateway import config
+
+        opt = next(o for o in config.OPT_GROUPS["audit"] if o.dest == "file_fsync")
+        default_policy = str(opt.default)
+    variants: list[tuple[str, str | None]] = [("no audit", None)]
+    variants.append((f"audit, default fsync ({default_policy})", default_policy))
+    if "every-record" in policies and default_policy != "every-record":
+        variants.append(("audit, fsync every record", "every-record"))
+    runs: list[PipelineRun] = []
+    with tempfile.TemporaryDirectory(prefix="nova-gateway-micro-audit-") as scratch:
+        key_file = Path(scratch) / "audit.key"
+        key_file.write_text(secrets.token_hex(32))
+        key_file.chmod(0o600)
+        for index, (name, fsync) in enumerate(variants):
+            directory = Path(scratch) / f"trail-{index}"
+            overrides: dict[str, Any] = {}
+            if fsync is not None and "audit" in groups:
+                overrides = {
+                    "audit.enabled": True,
+                    "audit.sinks": ["file"],
+                    "audit.file_directory": str(directory),
+                    "audit.hmac_key_file": str(key_file),
+                    "audit.file_fsync": fsync,
+                }
+            elif fsync is None and "audit" in groups:
+                overrides = {"audit.enabled": False}
+
+            async def prepare(
+                gate: Any, fsync: str | None = fsync, directory: Path = directory
+            ) -> Callable[[], Awaitable[dict[str, Any]]]:
+                if fsync is None:
+                    gate.observers[:] = [
+                        o for o in gate.observers if type(o).__name__ != "AuditTrail"
+                    ]
+
+                    async def nothing() -> dict[str, Any]:
+                        return {}
+
+                    return nothing
+                trail = await audit_trail_for(gate, fsync, directory, key_file)
+
+                async def drain() -> dict[str, Any]:
+                    # Wait (bounded) for the writer thread to write every queued record.
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    deadline = start + 60
+                    while trail.depth() > 0 and time.perf_counter() < deadline:
+                        await asyncio.sleep(0.002)
+                    return {
+                        "drain_ms": (time.perf_counter() - start) * 1000,
+                        "drain_cpu_s": time.process_time() - cpu_start,
+                        "audit": dict(trail.stats()),
+                    }
+
+                return drain
+
+            try:
+                runs.append(
+                    await pipeline_run(name, upstream, ids, overrides, settings.requests, prepare)
+                )
+            except Exception as exc:  # the audit code is moving: report, don't crash
+                lines.append(f"* {name}: could not be measured: {type(exc).__name__}: {exc}")
+    if not runs:
+        return lines
+    base = runs[0]
+    lines += [
+        f"Sequential `lock` requests ({settings.requests}) through the in-process gateway + "
+        "novasim (one process, one loop). CPU is the whole process's (all threads: the "
+        "audit writer included) per request, including the wait for the audit queue to drain.",
+        "",
+        "| variant | wall µs/req (median) | p99 | CPU µs/req | CPU ratio to no audit "
+        "| wall ratio | drain after last request ms | records written |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        cpu_us = run.cpu_us_per_request
+        audit = run.extra.get("audit", {})
+        lines.append(
+            f"| {run.name} | {run.wall_us_median:.0f} | {run.wall_us_p99:.0f} | {cpu_us:.0f} "
+            f"| {cpu_us / base.cpu_us_per_request:.2f} "
+            f"| {run.wall_us_median / base.wall_us_median:.2f} "
+            f"| {run.extra.get('drain_ms', 0.0):.1f} | {audit.get('written', '—')} |"
+        )
+    return lines
+
+
+async def bench_ratelimit(upstream: str, ids: Sequence[str], settings: Settings) -> list[str]:
+    lines = ["### rate limit", ""]
+    ratelimit = _module("gateway.ratelimit")
+    if ratelimit is None:
+        return [*lines, "not present (no gateway/ratelimit.py)"]
+    redis_up = _reachable(LOOPBACK, 6379)
+    prefix = f"nova_gateway_bench_{os.getpid()}"
+    rules = {
+        "rules": [
+            {
+                "name": "bench-server-actions",
+                "limit": "100000 per minute",  # never refuses: measures the counting
+                "methods": ["POST"],
+                "path": "/servers/*/action",
+            }
+        ]
+    }
+    storages = [("memory://", "memory://")]
+    if redis_up:
+        storages.append(("redis 127.0.0.1:6379", REDIS_URL))
+    else:
+        lines.append("* redis: not reachable at 127.0.0.1:6379, skipped")
+    # a) the check alone, on a real lock Call captured from the pipeline
+    async with gateway(upstream, {}) as (gate, url, recorder):
+        async with aiohttp.ClientSession() as session:
+            await _sequential(session, url, 3, ids)
+        call = recorder.calls[-1]
+        policy = gate.policy
+    callers = [
+        dataclasses.replace(call.credentials, project_id=f"bench-project-{i}") for i in range(1000)
+    ]
+    checks: list[Measure] = []
+    for strategy in ("moving-window", "fixed-window"):
+        for label, storage_url in storages:
+            limiter = ratelimit.RateLimiter(
+                ratelimit.parse_rules(rules),
+                policy,
+                storage_url=storage_url,
+                strategy=strategy,
+                key_prefix=prefix,
+                timeout=1.0,
+            )
+            call.answer_headers.clear()
+            turn = iter(range(MAX_NUMBER))
+
+            async def check(limiter: Any = limiter, turn: Iterator[int] = turn) -> None:
+                # 1000 projects take turns, so counters stay as short as in real use.
+                call.credentials = callers[next(turn) % len(callers)]
+                await limiter.check(call)
+                call.answer_headers.clear()
+
+            try:
+                number = max(200, min(5000, settings.requests * 2))
+                mid, low, spread = await time_async(check, settings, number)
+                checks.append(
+                    Measure("ratelimit", f"check(), {label}, {strategy}", mid, low, spread)
+                )
+            except Exception as exc:
+                lines.append(f"* check() with {label}: {type(exc).__name__}: {exc}")
+            finally:
+                await limiter.close()
+    lines += [
+        "RateLimiter.check() on a captured `lock` Call (1 matching rule, 100000/minute, never "
+        "reached; 1000 projects taking turns; the exempt-policy check included), sequential "
+        "awaits, wall µs per check:",
+        "",
+        *measure_table(checks),
+        "",
+    ]
+    # b) the whole pipeline with and without a rule
+    runs: list[PipelineRun] = []
+    with tempfile.TemporaryDirectory(prefix="nova-gateway-micro-rl-") as scratch:
+        rules_file = Path(scratch) / "rules.json"
+        rules_file.write_text(json.dumps(rules))
+        variants: list[tuple[str, dict[str, Any]]] = [("no rules", {})]
+        for label, storage_url in storages:
+            variants.append(
+                (
+                    f"1 rule, {label}",
+                    {
+                        "rate_limit.rules_file": str(rules_file),
+                        "rate_limit.storage_url": storage_url,
+                        "rate_limit.key_prefix": prefix,
+                    },
+                )
+            )
+        for name, overrides in variants:
+            try:
+                runs.append(await pipeline_run(name, upstream, ids, overrides, settings.requests))
+            except Exception as exc:
+                lines.append(f"* pipeline with {name}: {type(exc).__name__}: {exc}")
+    if runs:
+        base = runs[0]
+        lines += [
+            f"Sequential `lock` requests ({settings.requests}) through the in-process gateway:",
+            "",
+            "| variant | wall µs/req (median) | p99 | CPU µs/req | CPU ratio to no rules "
+            "| statuses |",
+            "|---|---|---|---|---|---|",
+        ]
+        for run in runs:
+            lines.append(
+                f"| {run.name} | {run.wall_us_median:.0f} | {run.wall_us_p99:.0f} "
+                f"| {run.cpu_us_per_request:.0f} "
+                f"| {run.cpu_us_per_request / base.cpu_us_per_request:.2f} | {run.statuses} |"
+            )
+    return lines
+
+
+def _reachable(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex((host, port)) == 0
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def measure_table(measures: Sequence[Measure]) -> list[str]:
+    lines = [
+        "| benchmark | µs/call (median) | min | spread % | note |",
+        "|---|---|---|---|---|",
+    ]
+    for m in measures:
+        lines.append(
+            f"| {m.name} | {m.median_us:.2f} | {m.min_us:.2f} | {m.spread_pct:.0f} | {m.note} |"
+        )
+    return lines
+
+
+def pipeline_table(runs: Sequence[PipelineRun]) -> list[str]:
+    lines = [
+        "| variant | decided µs (median) | p99 | decided µs, lookup from cache | "
+        "decided µs, lookup read upstream | round trip µs (median) | process CPU µs/req "
+        "| cache hits/misses | statuses |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for run in runs:
+        hit = "—" if run.decided_hit_us is None else f"{run.decided_hit_us:.0f}"
+        miss = "—" if run.decided_miss_us is None else f"{run.decided_miss_us:.0f}"
+        lines.append(
+            f"| {run.name} | {run.decided_us_median:.0f} | {run.decided_us_p99:.0f} | {hit} "
+            f"| {miss} | {run.wall_us_median:.0f} | {run.cpu_us_per_request:.0f} "
+            f"| {run.hits}/{run.misses} | {run.statuses} |"
+        )
+    return lines
+
+
+async def bench_pipeline(settings: Settings) -> tuple[list[str], dict[str, Any]]:
+    out: list[str] = []
+    raw: dict[str, Any] = {}
+    async with simulator(seed=200) as (upstream, ids):
+        hot = ids[:HOT_SERVERS]
+        runs = [
+            await pipeline_run(
+                "lock, cache_ttl 0 (lookup every time)",
+                upstream,
+                hot,
+                {"server_lookup.cache_ttl": 0},
+                settings.requests,
+            ),
+            await pipeline_run(
+                "lock, cache_ttl 2 s (default)",
+                upstream,
+                hot,
+                {"server_lookup.cache_ttl": 2.0},
+                settings.requests,
+            ),
+        ]
+        raw["pipeline"] = [asdict(run) for run in runs]
+        out += [
+            "### whole pipeline, in-process",
+            "",
+            f'Sequential `POST /v2.1/servers/{{id}}/action {{"lock": null}}` by the owner '
+            f"({settings.requests} per variant after 100 warm-up, rotated over {len(hot)} "
+            "servers) through `running_gateway` (tests/support/gateway.py) in front of an "
+            "in-process novasim, one process and one event loop. *decided* = "
+            "`Call.decided_seconds` (request received → all stages passed, before "
+            "forwarding; a lookup read is a round trip to the in-process novasim). Every "
+            "forwarded action invalidates its server's cache entry, so repeated actions on "
+            "one server read it again.",
+            "",
+            *pipeline_table(runs),
+            "",
+        ]
+        mixes = [
+            await mix_run(upstream, ids, settings.mix_requests, concurrency)
+            for concurrency in (1, 16)
+        ]
+        raw["mix"] = mixes
+        shares = ", ".join(
+            f"{share:.0%} {method} {'action ' + body.decode() if body else 'show'} as {token}"
+            for share, method, token, body in MIX
+        )
+        out += [
+            "### server-lookup cache under a realistic mix (cache_ttl 2 s)",
+            "",
+            f"{settings.mix_requests} requests, {HOT_SHARE:.0%} on {HOT_SERVERS} hot servers, "
+            f"the rest on {len(ids) - HOT_SERVERS} others; {shares}. GET show is proxied "
+            "without a lookup.",
+            "",
+            "| clients | lookups/request | cache hits | misses | share of lookups from "
+            "cache | share of requests | statuses | req/s |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for mix in mixes:
+            out.append(
+                f"| {mix['concurrency']} | {mix['lookups_per_request']:.2f} | {mix['hits']} "
+                f"| {mix['misses']} | {mix['hit_share_of_lookups']:.1%} "
+                f"| {mix['hit_share_of_requests']:.1%} | {mix['statuses']} "
+                f"| {mix['req_per_s']:.0f} |"
+            )
+        out.append("")
+        out += await bench_audit(upstream, hot, settings)
+        out.append("")
+        out += await bench_ratelimit(upstream, hot, settings)
+    return out, raw
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+def _quiet_logs() -> None:
+    # Gateway log lines go to stderr (as in production), warnings and up only, so the
+    # tables on stdout stay clean; in-process the aiohttp access log is off.
+    from gateway import logs
+
+    logs.configure("WARNING")
+
+
+@contextlib.contextmanager
+def _cwd(path: Path) -> Iterator[None]:
+    before = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
+def _run_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run on uvloop when installed, as the gateway's workers do."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(main)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.micro",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and requests")
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    settings = (
+        Settings(repeat=5, target=0.05, requests=600, mix_requests=1500)
+        if args.quick
+        else Settings(repeat=9, target=0.1, requests=2000, mix_requests=5000)
+    )
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    _quiet_logs()
+    started = dt.datetime.now()
+    with _cwd(REPO):
+        body = bench_body(settings)
+        policy = bench_policy(settings)
+        pipeline_lines, raw = _run_loop(bench_pipeline(settings))
+    out = [
+        f"## nova-gateway micro benchmarks ({started:%Y-%m-%d %H:%M:%S}, "
+        f"{'quick' if args.quick else 'full'})",
+        "",
+        f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, nproc "
+        f"{os.cpu_count()}. µs per call = median over {settings.repeat} repeats (each "
+        f"~{settings.target * 1000:.0f} ms of back-to-back calls); spread = (max-min)/median.",
+        "",
+        "### parse + validate an action body",
+        "",
+        *measure_table(body),
+        "",
+        "### policy decision",
+        "",
+        *measure_table(policy),
+        "",
+        *pipeline_lines,
+    ]
+    text = "\n".join(out)
+    print(text)
+    args.results_dir.mkdir(parents=True, exist_ok=True)
+    path = args.results_dir / f"micro-{started:%Y%m%d-%H%M%S}.json"
+    document = {
+        "started": started.isoformat(timespec="seconds"),
+        "mode": "quick" if args.quick else "full",
+        "settings": asdict(settings),
+        "body": [asdict(m) for m in body],
+        "policy": [asdict(m) for m in policy],
+        **raw,
+        "markdown": text,
+    }
+    path.write_text(json.dumps(document, indent=1, default=str), encoding="utf-8")
+    try:
+        shown = path.relative_to(REPO)
+    except ValueError:
+        shown = Path(path.name)
+    print(f"\n(raw numbers: {shown})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,278 @@
+"""The tamper-evident chain: canonical JSON lines with a sequence number, a link and a seal.
+
+Owns sealing (``seq``, ``prev`` = SHA-256 of the previous line, ``hmac`` = HMAC-SHA256
+over the canonical JSON of the record without ``hmac``) and verification of sealed lines;
+it must never write a file, nor keep the key anywhere but in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import stat
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, cast
+
+import structlog
+
+log = structlog.get_logger(__name__)
+
+GENESIS = "0" * 64  # the ``prev`` of a chain's first record
+MIN_KEY_BYTES = 32
+CHAIN_FIELDS = ("chain", "seq", "prev", "hmac")
+CLOSED = "chain_closed"
+
+# structlog's JSON rendering, made canonical: sorted keys, no spaces, ASCII only, so the
+# bytes that are sealed are the bytes written and anyone can recompute them.
+_render = structlog.processors.JSONRenderer(sort_keys=True, separators=(",", ":"))
+
+
+def canonical(record: Mapping[str, Any]) -> str:
+    return cast(str, _render(None, "", dict(record)))
+
+
+def line_hash(line: str) -> str:
+    return hashlib.sha256(line.encode("ascii")).hexdigest()
+
+
+def seal_of(key: bytes, unsealed: Mapping[str, Any]) -> str:
+    return hmac.new(key, canonical(unsealed).encode("ascii"), hashlib.sha256).hexdigest()
+
+
+class KeyFileError(Exception):
+    """The audit key file is missing, unreadable or too short; the message says which."""
+
+
+def load_key(path: str | os.PathLike[str]) -> bytes:
+    """The HMAC key: the file's bytes without surrounding whitespace, at least 32 of them."""
+    try:
+        raw = Path(path).read_bytes()
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        raise KeyFileError(
+            f"cannot read audit key file {os.fspath(path)!r}: {exc.strerror}"
+        ) from None
+    key = raw.strip()
+    if len(key) < MIN_KEY_BYTES:
+        raise KeyFileError(
+            f"audit key file {os.fspath(path)!r} holds {len(key)} bytes; at least "
+            f"{MIN_KEY_BYTES} are needed (e.g. `openssl rand -hex 32 > FILE`)"
+        )
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        # Anyone who reads the key can forge records: say so, but an operator may have
+        # a group-readable key on purpose (a separate verifier account).
+        log.warning("audit key file is readable by others", path=os.fspath(path))
+    return key
+
+
+@dataclass
+class Chain:
+    """One writer's chain: call ``seal`` once per record, in the order they are written."""
+
+    key: bytes
+    chain_id: str
+    seq: int = 0
+    last_hash: str = GENESIS
+
+    def seal(self, record: Mapping[str, Any]) -> tuple[dict[str, Any], str]:
+        """The sealed record and its line (no newline); the chain moves on to it."""
+        sealed = {key: value for key, value in record.items() if key not in CHAIN_FIELDS}
+        sealed.update(chain=self.chain_id, seq=self.seq + 1, prev=self.last_hash)
+        sealed["hmac"] = seal_of(self.key, sealed)
+        line = canonical(sealed)
+        self.seq += 1
+        self.last_hash = line_hash(line)
+        return sealed, line
+
+
+# --------------------------------------------------------------------------------------
+# Verification
+
+
+@dataclass(frozen=True)
+class Where:
+    file: str
+    line: int
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line as read back, with what verification needs to know about it."""
+
+    where: Where
+    chain: str | None
+    seq: int | None
+    prev: str | None
+    hash: str
+    sealed: bool  # canonical, and the HMAC matches
+    event: str | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # altered | inserted | deleted | reordered | missing-start
+    where: Where
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.where}: {self.kind}: {self.detail}"
+
+
+@dataclass
+class ChainReport:
+    chain: str
+    records: int = 0
+    files: list[str] = field(default_factory=list)
+    first_seq: int | None = None
+    last_seq: int | None = None
+    closed: bool = False
+    problem: Problem | None = None
+
+
+def read_entry(where: Where, text: str, key: bytes) -> Entry:
+    """Parse and check one line; a line that is not a sealed JSON object is unsealed."""
+    line = text.rstrip("\n")
+    try:
+        document = json.loads(line)
+    except ValueError:
+        document = None
+    if not isinstance(document, dict):
+        return Entry(where, None, None, None, _safe_hash(line), False, None)
+    seq = document.get("seq")
+    claimed = document.get("hmac")
+    unsealed = {k: v for k, v in document.items() if k != "hmac"}
+    sealed = (
+        isinstance(claimed, str)
+        and canonical(document) == line  # any byte outside the parsed value is tampering
+        and hmac.compare_digest(claimed, seal_of(key, unsealed))
+    )
+    chain = document.get("chain")
+    return Entry(
+        where,
+        chain if isinstance(chain, str) else None,
+        seq if isinstance(seq, int) and not isinstance(seq, bool) else None,
+        document.get("prev") if isinstance(document.get("prev"), str) else None,
+        _safe_hash(line),
+        sealed,
+        str(document.get("event")) if document.get("event") is not None else None,
+    )
+
+
+def _safe_hash(line: str) -> str:
+    return hashlib.sha256(line.encode("utf-8", "surrogateescape")).hexdigest()
+
+
+def read_files(paths: Iterable[str | os.PathLike[str]], key: bytes) -> Iterator[Entry]:
+    for path in paths:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="\n") as handle:
+            for number, text in enumerate(handle, start=1):
+                if text.strip():
+                    yield read_entry(Where(os.fspath(path), number), text, key)
+
+
+def _group(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
+    """Entries per chain, in reading order; an unreadable line joins the chain it sits in."""
+    chains: dict[str, list[Entry]] = {}
+    current_by_file: dict[str, str] = {}
+    for entry in entries:
+        name = entry.chain if entry.sealed and entry.chain else None
+        if name is None:
+            # A forged or damaged line: attribute it to the chain around it in its file.
+            name = entry.chain or current_by_file.get(entry.where.file) or f"?{entry.where.file}"
+        current_by_file[entry.where.file] = name
+        chains.setdefault(name, []).append(entry)
+    return chains
+
+
+def _classify_unsealed(entries: list[Entry], index: int, last_hash: str, expected: int) -> str:
+    """Altered in place, or inserted: does the chain carry on as if this line were absent?"""
+    entry = entries[index]
+    following = entries[index + 1] if index + 1 < len(entries) else None
+    if entry.seq == expected and entry.prev == last_hash:
+        return "altered"
+    if following is not None and following.sealed and following.prev == last_hash:
+        return "inserted"
+    return "altered"
+
+
+def verify_chain(name: str, entries: list[Entry], *, partial: bool = False) -> ChainReport:
+    """Check one chain; the report names the first problem (later ones follow from it)."""
+    report = ChainReport(name)
+    expected: int | None = None
+    last_hash = GENESIS
+    seen: dict[int, str] = {}
+    later = {entry.seq for entry in entries if entry.sealed and entry.seq is not None}
+    for index, entry in enumerate(entries):
+        if entry.where.file not in report.files:
+            report.files.append(entry.where.file)
+        report.records += 1
+        problem: Problem | None = None
+        if not entry.sealed or entry.seq is None:
+            kind = _classify_unsealed(entries, index, last_hash, expected or 1)
+            what = f"record seq {entry.seq}" if entry.seq is not None else "line"
+            problem = Problem(kind, entry.where, f"{what} does not match its seal")
+        elif expected is None:
+            if (entry.seq != 1 or entry.prev != GENESIS) and not partial:
+                problem = Problem(
+                    "missing-start",
+                    entry.where,
+                    f"chain starts at seq {entry.seq}: records 1..{entry.seq - 1} are missing "
+                    "(deleted, or in files not given; --partial accepts a later start)",
+                )
+        elif entry.seq == expected and entry.prev != last_hash:
+            problem = Problem(
+                "altered", entry.where, f"record seq {entry.seq} does not link to the one before"
+            )
+        elif entry.seq > expected:
+            if expected in later:
+                problem = Problem(
+                    "reordered",
+                    entry.where,
+                    f"record seq {entry.seq} comes before seq {expected}",
+                )
+            else:
+                missing = (
+                    f"seq {expected}"
+                    if entry.seq == expected + 1
+                    else f"seq {expected}..{entry.seq - 1}"
+                )
+                problem = Problem(
+                    "deleted", entry.where, f"{missing} missing before seq {entry.seq}"
+                )
+        elif entry.seq < expected:
+            if seen.get(entry.seq) == entry.hash:
+                problem = Problem(
+                    "inserted", entry.where, f"a second copy of record seq {entry.seq}"
+                )
+            else:
+                problem = Problem(
+                    "reordered",
+                    entry.where,
+                    f"record seq {entry.seq} comes after seq {expected - 1}",
+                )
+        if problem is not None:
+            report.problem = problem
+            return report
+        assert entry.seq is not None
+        if report.first_seq is None:
+            report.first_seq = entry.seq
+        report.last_seq = entry.seq
+        seen[entry.seq] = entry.hash
+        expected = entry.seq + 1
+        last_hash = entry.hash
+        report.closed = entry.event == CLOSED
+    return report
+
+
+def verify(entries: Iterable[Entry], *, partial: bool = False) -> list[ChainReport]:
+    return [
+        verify_chain(name, chain_entries, partial=partial)
+        for name, chain_entries in _group(entries).items()
+    ]

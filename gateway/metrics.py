@@ -1,0 +1,363 @@
+"""Prometheus metrics: every answered call, the caches, policy reloads, rate limits, audit.
+
+Owns metric names, labels and the /metrics exposition, also across forked workers
+(prometheus multiprocess mode); it must never change a Call, raise into the request path,
+nor read metric files on the event loop.
+
+Other modules report through the functions at the bottom (``audit_queue_depth``,
+``audit_sink_failed``, ``audit_events_dropped``); they work in any process, any time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import platform
+import shutil
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+import structlog
+from aiohttp import web
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+from gateway import __version__
+from gateway.call import Call
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Gate
+
+log = structlog.get_logger(__name__)
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# Seconds. The gateway's own share (decision) is expected in the sub-millisecond to
+# millisecond range; whole requests include Nova and can take seconds.
+DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+
+
+class GatewayMetrics:
+    """Every metric the gateway exports, for one process."""
+
+    def __init__(self) -> None:
+        # A private registry: a second gateway in the same process (tests) shares this
+        # object instead of registering the names twice.
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "nova_gateway_requests",
+            "Answered requests by action key ('none' for other API calls), decision "
+            "(allow, deny, error), refusal reason ('none' when allowed) and status.",
+            ["action", "decision", "reason", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "nova_gateway_request_duration_seconds",
+            "Whole request time at the gateway, answer streamed included, by decision.",
+            ["decision"],
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.upstream_seconds = Histogram(
+            "nova_gateway_upstream_duration_seconds",
+            "Time of the exchange with nova-api (waiting for a connection included).",
+            buckets=REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.decision_seconds = Histogram(
+            "nova_gateway_decision_duration_seconds",
+            "Time from arrival to the gateway's decision (identity, policy, rate limit, "
+            "server read included).",
+            ["decision"],
+            buckets=DECISION_BUCKETS,
+            registry=r,
+        )
+        self.upstream_errors = Counter(
+            "nova_gateway_upstream_errors",
+            "Failed exchanges with nova-api by kind (refused, reset, timeout, "
+            "pool_exhausted, broken_stream).",
+            ["kind"],
+            registry=r,
+        )
+        self.rate_limit_decisions = Counter(
+            "nova_gateway_rate_limit_decisions",
+            "Rate-limit outcomes of requests some rule applied to (allowed, refused, exempt, "
+            "storage_down_open, storage_down_closed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.rate_limit_refusals = Counter(
+            "nova_gateway_rate_limit_refusals",
+            "Requests refused with 429, by the rule that refused them.",
+            ["rule"],
+            registry=r,
+        )
+        self.rate_limit_storage_errors = Counter(
+            "nova_gateway_rate_limit_storage_errors",
+            "Failures (errors, timeouts) of the rate-limit counter storage.",
+            registry=r,
+        )
+        self.rate_limit_breaker_open = Gauge(
+            "nova_gateway_rate_limit_breaker_open",
+            "1 while a worker does not try the rate-limit storage after a failure.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.cache_lookups = Counter(
+            "nova_gateway_cache_lookups",
+            "Cache lookups by cache (identity: validated tokens; server: server reads) "
+            "and result (hit, miss).",
+            ["cache", "result"],
+            registry=r,
+        )
+        self.policy_reloads = Counter(
+            "nova_gateway_policy_reloads",
+            "Policy files reloaded after a change.",
+            registry=r,
+        )
+        self.policy_reload_failures = Counter(
+            "nova_gateway_policy_reload_failures",
+            "Policy reloads refused (the last good policy stays in force).",
+            registry=r,
+        )
+        self.policy_last_reload_ok = Gauge(
+            "nova_gateway_policy_last_reload_ok",
+            "0 while a worker keeps an older policy because the files on disk are broken.",
+            registry=r,
+            multiprocess_mode="livemin",
+        )
+        self.audit_queue_depth = Gauge(
+            "nova_gateway_audit_queue_depth",
+            "Audit records waiting to be written, by sink.",
+            ["sink"],
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.audit_sink_failures = Counter(
+            "nova_gateway_audit_sink_failures",
+            "Failed writes to an audit sink, by sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.audit_events_dropped = Counter(
+            "nova_gateway_audit_events_dropped",
+            "Audit records that could not be delivered to a sink, by sink.",
+            ["sink"],
+            registry=r,
+        )
+        self.build_info = Gauge(
+            "nova_gateway_build_info",
+            "Always 1; the labels say which gateway and Python are running.",
+            ["version", "python"],
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.build_info.labels(__version__, platform.python_version()).set(1)
+
+
+_process: tuple[int, GatewayMetrics] | None = None
+
+
+def process_metrics() -> GatewayMetrics:
+    """This process's metrics, made on first use (in a worker: after the fork)."""
+    global _process
+    if _process is None or _process[0] != os.getpid():
+        _process = (os.getpid(), GatewayMetrics())
+    return _process[1]
+
+
+# --------------------------------------------------------------------------------------
+# Several worker processes
+
+
+def multiprocess_enabled() -> bool:
+    return bool(os.environ.get(MULTIPROC_ENV))
+
+
+def start_multiprocess() -> str:
+    """Supervisor, before forking: a fresh directory the workers write their values to.
+
+    A directory left by an earlier run would add its counts to ours, so it is always new.
+    """
+    directory = tempfile.mkdtemp(prefix="nova-gateway-metrics-")
+    os.environ[MULTIPROC_ENV] = directory
+    # prometheus_client picks its value class when first imported, which may be before
+    # this point (the supervisor imports the whole gateway); pick again.
+    values.ValueClass = values.get_value_class()  # type: ignore[no-untyped-call]
+    return directory
+
+
+def worker_exited(pid: int) -> None:
+    """Supervisor: drop a dead worker's live gauges (its counters keep counting)."""
+    if multiprocess_enabled():
+        with contextlib.suppress(OSError):
+            multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def stop_multiprocess(directory: str) -> None:
+    shutil.rmtree(directory, ignore_errors=True)
+    if os.environ.get(MULTIPROC_ENV) == directory:
+        del os.environ[MULTIPROC_ENV]
+
+
+def exposition() -> bytes:
+    """The text format of every metric: this process's, or all workers' (blocking)."""
+    if multiprocess_enabled():
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry)
+    return generate_latest(process_metrics().registry)
+
+
+# --------------------------------------------------------------------------------------
+# Observing calls and sampling counters that live elsewhere
+
+
+@runtime_checkable
+class CacheCounters(Protocol):
+    hits: int
+    misses: int
+
+
+@dataclass
+class _Delta:
+    """Adds to a counter what a plain integer somewhere else grew by since last time."""
+
+    read: Callable[[], int]
+    add: Callable[[float], None]
+    last: int = 0
+
+    def sample(self) -> None:
+        now = self.read()
+        grown = now - self.last if now >= self.last else now  # the source was reset
+        if grown:
+            self.add(grown)
+        self.last = now
+
+
+def _reader(source: object, name: str) -> Callable[[], int]:
+    return lambda: int(getattr(source, name))
+
+
+class MetricsObserver:
+    """A CallObserver for one gate, plus the sampler of its caches, policy and limiter."""
+
+    def __init__(self, gate: Gate, interval: float, metrics: GatewayMetrics | None = None):
+        self._gate = gate
+        self._interval = interval
+        self.metrics = metrics or process_metrics()
+        self._task: asyncio.Task[None] | None = None
+        self._deltas = self._sources()
+        self.sample()
+
+    def _sources(self) -> list[_Delta]:
+        m, gate = self.metrics, self._gate
+        deltas = [
+            _Delta(lambda: gate.policy.reloads, m.policy_reloads.inc),
+            _Delta(lambda: gate.policy.reload_failures, m.policy_reload_failures.inc),
+        ]
+        for cache, source in (("server", gate.servers), ("identity", gate.identity)):
+            if isinstance(source, CacheCounters):
+                hit, miss = (m.cache_lookups.labels(cache, result) for result in ("hit", "miss"))
+                deltas.append(_Delta(_reader(source, "hits"), hit.inc))
+                deltas.append(_Delta(_reader(source, "misses"), miss.inc))
+        limiter = gate.rate_limiter
+        if limiter is not None:
+            deltas.append(_Delta(lambda: limiter.storage_errors, m.rate_limit_storage_errors.inc))
+        return deltas
+
+    def observe(self, call: Call) -> None:
+        try:
+            self._observe(call)
+        except Exception:  # an observer must never break the answer
+            log.exception("metrics_observe_failed", request_id=call.request_id)
+
+    def _observe(self, call: Call) -> None:
+        m = self.metrics
+        reason = call.fault.reason if call.fault is not None else "none"
+        m.requests.labels(call.action_key or "none", call.decision, reason, str(call.status)).inc()
+        m.request_seconds.labels(call.decision).observe(time.monotonic() - call.started)
+        if call.decided_seconds:
+            m.decision_seconds.labels(call.decision).observe(call.decided_seconds)
+        exchange = call.exchange
+        if exchange.status is not None or exchange.error is not None:
+            m.upstream_seconds.observe(exchange.seconds)
+        if exchange.error is not None:
+            m.upstream_errors.labels(exchange.error).inc()
+        if call.rate_limit is not None:
+            m.rate_limit_decisions.labels(call.rate_limit).inc()
+            if call.rate_limit == "refused":
+                m.rate_limit_refusals.labels(call.rate_limit_rule or "").inc()
+
+    def sample(self) -> None:
+        """Copy the counters other parts keep as plain integers into the metrics."""
+        try:
+            for delta in self._deltas:
+                delta.sample()
+            self.metrics.policy_last_reload_ok.set(1 if self._gate.policy.last_reload_ok else 0)
+            limiter = self._gate.rate_limiter
+            if limiter is not None:
+                self.metrics.rate_limit_breaker_open.set(1 if limiter.breaker.open else 0)
+        except Exception:
+            log.exception("metrics_sample_failed")
+
+    async def start(self, app: web.Application | None = None) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._sample_forever(), name="metrics-sampler"
+            )
+
+    async def stop(self, app: web.Application | None = None) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self.sample()
+
+    async def _sample_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            self.sample()
+
+
+def metrics_handler(
+    observer: MetricsObserver | None,
+) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def serve_metrics(request: web.Request) -> web.Response:
+        if observer is not None:
+            observer.sample()  # this worker's figures fresh; the others' are one interval old
+        body = await asyncio.to_thread(exposition)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    return serve_metrics
+
+
+# --------------------------------------------------------------------------------------
+# For other modules (audit): simple calls, valid in any process at any time.
+
+
+def audit_queue_depth(sink: str, depth: int) -> None:
+    process_metrics().audit_queue_depth.labels(sink).set(depth)
+
+
+def audit_sink_failed(sink: str) -> None:
+    process_metrics().audit_sink_failures.labels(sink).inc()
+
+
+def audit_events_dropped(sink: str, count: int = 1) -> None:
+    process_metrics().audit_events_dropped.labels(sink).inc(count)

@@ -1,0 +1,351 @@
+"""novasim's fidelity, checked against the real Nova: one stateful sequence sent to both.
+
+Owns starting novasim for this module and sending tests/e2e/conformance_steps.py to novasim
+and realnova side by side; must never change either side's code nor hide a divergence that
+is not documented (with its reason) in conformance_steps.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yarl
+
+from tests.e2e.conformance_steps import (
+    ADMIN,
+    CREATE,
+    GONE,
+    LATEST,
+    MEMBER,
+    MISSING_ID,
+    STEPS,
+    VIEW_VERSION,
+    Base,
+    Observed,
+    Step,
+    differences,
+    fault_of,
+)
+from tests.support.labs import RealNova
+from tests.support.processes import (
+    LOOPBACK,
+    ServerProcess,
+    free_port,
+    repo_root,
+    start_server,
+)
+
+MINIMUM_STEPS = 50
+SIM_SETTLE_DELAY = "0.1"  # novasim's task states last a moment too: both sides are polled
+SETTLE_TIMEOUT = 45.0  # one lab action (resize, shelve) settles in 1-5 s unless Nova is busy
+SEQUENCE_BUDGET = 240.0  # the whole sequence normally takes well under a minute
+POLL_INTERVAL = 0.1
+REQUEST_TIMEOUT = 30.0
+Difference = tuple[str, Any, Any]
+
+
+@dataclass
+class Side:
+    """One API under test: where it answers and the ids the sequence created there."""
+
+    name: str
+    api_url: str
+    root_url: str
+    server_id: str = ""
+    create_request: str = ""
+
+    @property
+    def own_ids(self) -> dict[str, str]:
+        return {self.server_id: "server"} if self.server_id else {}
+
+
+@dataclass
+class Outcome:
+    """One step: both answers, what differs in them, and what differs once settled."""
+
+    step: Step
+    novasim: Observed
+    realnova: Observed
+    answer: list[Difference]
+    settled: list[Difference] = field(default_factory=list)
+
+    def report(self, differing: Sequence[Difference]) -> str:
+        lines = [
+            f"{self.step.describe()}  (novasim {self.novasim.status}, "
+            f"realnova {self.realnova.status})"
+        ]
+        lines += [f"    {what}: novasim={sim!r} realnova={real!r}" for what, sim, real in differing]
+        return "\n".join(lines)
+
+
+def _root(url: str) -> str:
+    return url.rsplit("/v2.1", 1)[0]
+
+
+async def send(session: aiohttp.ClientSession, side: Side, step: Step) -> Observed:
+    """Send ``step`` to ``side`` byte for byte; the answer as the comparison needs it."""
+    path = step.path.format(
+        id=side.server_id, missing=MISSING_ID, create_request=side.create_request
+    )
+    base = side.root_url if step.base is Base.ROOT else side.api_url
+    headers: dict[str, str] = {}
+    if step.token is not None:
+        headers["X-Auth-Token"] = step.token
+    if step.microversion is not None:
+        headers["OpenStack-API-Version"] = f"compute {step.microversion}"
+    if step.content_type is not None:
+        headers["Content-Type"] = step.content_type
+    async with session.request(
+        step.method,
+        yarl.URL(base + path, encoded=True),
+        data=step.payload,
+        headers=headers,
+        skip_auto_headers=("Content-Type",),
+        timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT),
+    ) as response:
+        raw = await response.read()
+        if step is CREATE and response.status == 202:
+            side.create_request = response.headers.get("X-OpenStack-Request-Id", "")
+        return Observed(
+            response.status,
+            _parse(raw, response.content_type),
+            "Location" in response.headers,
+            response.content_type,
+            side.own_ids,
+        )
+
+
+def _parse(raw: bytes, content_type: str) -> Any:
+    if "json" not in content_type or not raw:
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+async def _view(session: aiohttp.ClientSession, side: Side) -> Observed:
+    return await send(session, side, Step("settled view", microversion=VIEW_VERSION))
+
+
+async def settle(session: aiohttp.ClientSession, side: Side, wanted: str) -> str | None:
+    """Poll until the server reads ``wanted`` with task_state null (GONE: 404); else why not."""
+    deadline = time.monotonic() + SETTLE_TIMEOUT
+    seen = "(not read)"
+    while time.monotonic() < deadline:
+        observed = await _view(session, side)
+        if wanted == GONE and observed.status == 404:
+            return None
+        if observed.status == 200:
+            server = observed.body["server"]
+            task = server["OS-EXT-STS:task_state"]
+            seen = f"{server['status']} task_state={task}"
+            if server["status"] == wanted and task is None:
+                return None
+        else:
+            seen = f"HTTP {observed.status} {fault_of(observed.body)}"
+        await asyncio.sleep(POLL_INTERVAL)
+    return f"not {wanted} within {SETTLE_TIMEOUT:.0f}s (last: {seen})"
+
+
+async def _settle_both(
+    session: aiohttp.ClientSession, step: Step, sides: tuple[Side, Side], statuses: tuple[int, int]
+) -> list[Difference]:
+    """Settle each side whose answer was 2xx; then compare the settled views."""
+    if step.settle is None and not step.targets_server and step is not CREATE:
+        return []
+    waits = [
+        settle(session, side, step.settle) if step.settle and 200 <= status < 300 else _none()
+        for side, status in zip(sides, statuses, strict=True)
+    ]
+    problems = await asyncio.gather(*waits)
+    found: list[Difference] = []
+    if any(problems):
+        found.append(("settling", problems[0] or "settled", problems[1] or "settled"))
+    sim_view, real_view = await asyncio.gather(*(_view(session, side) for side in sides))
+    found += [
+        (f"settled view at {VIEW_VERSION}: {what}", sim, real)
+        for what, sim, real in differences(sim_view, real_view, compare_message=True)
+    ]
+    return found
+
+
+async def _none() -> None:
+    return None
+
+
+async def run_sequence(steps: Sequence[Step], sim: Side, real: Side) -> list[Outcome]:
+    """Every step to both sides at once; each settled before the next. Bounded in time."""
+    outcomes: list[Outcome] = []
+    deadline = time.monotonic() + SEQUENCE_BUDGET
+    async with aiohttp.ClientSession() as session:
+        for step in steps:
+            assert time.monotonic() < deadline, (
+                f"sequence over its {SEQUENCE_BUDGET:.0f}s budget before {step.describe()}"
+            )
+            sim_answer, real_answer = await asyncio.gather(
+                send(session, sim, step), send(session, real, step)
+            )
+            if step is CREATE:
+                _adopt_created(sim, sim_answer)
+                _adopt_created(real, real_answer)
+                sim_answer, real_answer = (
+                    Observed(a.status, a.body, a.location, a.media_type, side.own_ids)
+                    for a, side in ((sim_answer, sim), (real_answer, real))
+                )
+            outcome = Outcome(
+                step,
+                sim_answer,
+                real_answer,
+                list(differences(sim_answer, real_answer, step.compare_message)),
+            )
+            outcome.settled = await _settle_both(
+                session, step, (sim, real), (sim_answer.status, real_answer.status)
+            )
+            outcomes.append(outcome)
+    return outcomes
+
+
+def _adopt_created(side: Side, answer: Observed) -> None:
+    assert answer.status == 202, f"{side.name} create: {answer.status} {answer.body!r}"
+    side.server_id = answer.body["server"]["id"]
+
+
+async def _remove(side: Side) -> None:
+    """Best effort after a broken run: unlock and delete as admin, not waiting for it."""
+    if not side.server_id:
+        return
+    async with aiohttp.ClientSession() as session:
+        for step in (
+            Step(
+                "cleanup unlock",
+                "POST",
+                "/servers/{id}/action",
+                token=ADMIN,
+                payload=b'{"unlock": null}',
+                content_type="application/json",
+            ),
+            Step("cleanup delete", "DELETE", token=ADMIN),
+        ):
+            await send(session, side, step)
+
+
+@pytest.fixture(scope="module")
+def novasim(lab_logs: Path) -> Iterator[ServerProcess]:
+    """novasim on a free loopback port, seeded like the lab (two ACTIVE servers per project)."""
+    argv = [
+        sys.executable,
+        "-m",
+        "novasim",
+        "--host",
+        LOOPBACK,
+        "--port",
+        str(free_port()),
+        "--seed",
+        "2",
+        "--settle-delay",
+        SIM_SETTLE_DELAY,
+    ]
+    process = start_server("novasim", argv, cwd=repo_root(), ready_timeout=30.0, log_dir=lab_logs)
+    yield process
+    process.stop()
+
+
+@pytest.fixture(scope="module")
+def conformance(
+    novasim: ServerProcess, realnova: RealNova, e2e_timings: Callable[[str, float], None]
+) -> list[Outcome]:
+    """The whole sequence, run once for every test of this module."""
+    sim = Side("novasim", novasim.url, _root(novasim.url))
+    real = Side("realnova", realnova.url, _root(realnova.url))
+    started = time.monotonic()
+    try:
+        outcomes = asyncio.run(run_sequence(STEPS, sim, real))
+    except BaseException:
+        asyncio.run(_remove(real))
+        raise
+    e2e_timings(f"novasim conformance, {len(STEPS)} steps on both", time.monotonic() - started)
+    return outcomes
+
+
+def test_sequence_covers_the_issue() -> None:
+    """Data only: size, unique labels, the actions and microversions the issue names."""
+    assert len(STEPS) >= MINIMUM_STEPS, f"only {len(STEPS)} steps"
+    labels = [step.label for step in STEPS]
+    assert len(labels) == len(set(labels)), "labels must be unique"
+    keys = {step.action_key for step in STEPS}
+    wanted = {
+        "lock",
+        "unlock",
+        "pause",
+        "unpause",
+        "suspend",
+        "resume",
+        "os-stop",
+        "os-start",
+        "reboot",
+        "rescue",
+        "unrescue",
+        "shelve",
+        "unshelve",
+        "resize",
+        "confirmResize",
+        "revertResize",
+        "rebuild",
+        "createImage",
+        "os-getConsoleOutput",
+        "changePassword",
+        "os-resetState",
+        "migrate",
+    }
+    assert not wanted - keys, f"actions missing: {sorted(wanted - keys)}"
+    shown = {step.microversion for step in STEPS if step.method == "GET"}
+    assert {"2.1", "2.9", "2.47", "2.73", LATEST} <= shown
+    assert [step for step in STEPS if step.known], "documented divergences must be listed"
+    assert all(step.known.reason for step in STEPS if step.known)
+    assert STEPS[0] is CREATE and STEPS[-3].settle == GONE
+
+
+def test_novasim_answers_as_realnova(conformance: list[Outcome]) -> None:
+    """Status, fault name and message, server fields and settled state agree at every step."""
+    reports = []
+    for outcome in conformance:
+        differing = ([] if outcome.step.known else outcome.answer) + outcome.settled
+        if differing:
+            reports.append(outcome.report(differing))
+    assert not reports, (
+        f"{len(reports)} of {len(conformance)} steps diverge (novasim vs realnova):\n"
+        + "\n".join(reports)
+    )
+
+
+def test_documented_divergences_still_hold(conformance: list[Outcome]) -> None:
+    """Each documented exception still answers as documented; else it belongs in the sequence."""
+    problems = []
+    for outcome in conformance:
+        known = outcome.step.known
+        if known is None:
+            continue
+        got = (outcome.novasim.status, outcome.realnova.status)
+        if got != (known.novasim_status, known.realnova_status):
+            problems.append(
+                f"{outcome.report(outcome.answer)}\n    documented: novasim "
+                f"{known.novasim_status}, realnova {known.realnova_status} ({known.reason})"
+            )
+    assert not problems, "\n".join(problems)
+
+
+def test_sequence_ran_to_the_end(conformance: list[Outcome]) -> None:
+    """Every step ran, and the conformance server is gone from both at the end."""
+    assert [o.step for o in conformance] == STEPS
+    assert (conformance[-2].novasim.status, conformance[-2].realnova.status) == (404, 404)
+    assert MEMBER  # the sequence's default caller
