@@ -72,7 +72,8 @@ class Measure:
 class Settings:
     repeat: int  # repeats per benchmark (median reported)
     target: float  # seconds one repeat should last
-    requests: int  # sequential requests per in-process pipeline variant
+    rounds: int  # rounds of the in-process pipeline comparisons (variants rotated)
+    block: int  # sequential requests per variant per round
     mix_requests: int  # requests of the realistic mix
 
 
@@ -384,7 +385,8 @@ class PipelineRun:
     requests: int
     wall_us_median: float
     wall_us_p99: float
-    cpu_us_per_request: float
+    cpu_us_per_request: float  # median over blocks
+    cpu_spread_pct: float  # (max-min)/median over blocks
     decided_us_median: float
     decided_us_p99: float
     decided_hit_us: float | None
@@ -399,47 +401,101 @@ def _us(values: Sequence[float], pct: float) -> float:
     return percentile(sorted(values), pct) * 1e6
 
 
-async def pipeline_run(
-    name: str,
-    upstream: str,
-    ids: Sequence[str],
-    overrides: Mapping[str, Any],
-    count: int,
-    prepare: Callable[[Any], Awaitable[Callable[[], Awaitable[dict[str, Any]]]]] | None = None,
-) -> PipelineRun:
-    """Sequential lock requests through an in-process gateway; ``prepare`` may add to the
-    gate (e.g. an audit trail) and returns what to await after the requests."""
-    async with gateway(upstream, overrides) as (gate, url, recorder):
-        finish = await prepare(gate) if prepare is not None else None
-        async with aiohttp.ClientSession() as session:
-            await _sequential(session, url, min(100, count), ids)  # warm-up
-            if finish is not None:
-                await finish()  # what the warm-up left behind is not measured
-            recorder.reset()
-            hits, misses = gate.servers.hits, gate.servers.misses
-            walls, cpu = await _sequential(session, url, count, ids)
-            extra = await finish() if finish is not None else {}
-        decided = recorder.decided
-        by_lookup = {
-            kind: [d for d, seen in zip(decided, recorder.lookup, strict=True) if seen == kind]
-            for kind in ("hit", "miss")
-        }
-        return PipelineRun(
-            name=name,
-            requests=count,
-            wall_us_median=_us(walls, 50),
-            wall_us_p99=_us(walls, 99),
-            # Work left after the last answer (an audit queue draining) counts too.
-            cpu_us_per_request=(cpu + extra.get("drain_cpu_s", 0.0)) / count * 1e6,
-            decided_us_median=_us(decided, 50),
-            decided_us_p99=_us(decided, 99),
-            decided_hit_us=_us(by_lookup["hit"], 50) if by_lookup["hit"] else None,
-            decided_miss_us=_us(by_lookup["miss"], 50) if by_lookup["miss"] else None,
-            hits=gate.servers.hits - hits,
-            misses=gate.servers.misses - misses,
-            statuses=dict(recorder.statuses),
-            extra=extra,
-        )
+Finish = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Variant:
+    """One gateway configuration to compare; ``prepare`` may change the running gate and
+    returns what to await after each block (work it leaves behind, e.g. an audit queue)."""
+
+    name: str
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    prepare: Callable[[Any], Awaitable[Finish]] | None = None
+
+
+@dataclass
+class _Live:
+    variant: Variant
+    gate: Any
+    url: str
+    recorder: Recorder
+    session: aiohttp.ClientSession
+    finish: Finish | None
+    walls: list[float] = field(default_factory=list)
+    cpu_per_request: list[float] = field(default_factory=list)
+    decided: list[float] = field(default_factory=list)
+    lookup: list[str] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    hits: int = 0
+    misses: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+async def compare(
+    upstream: str, ids: Sequence[str], variants: Sequence[Variant], settings: Settings
+) -> list[PipelineRun]:
+    """Sequential lock requests through one in-process gateway per variant, in blocks,
+    the variants' order rotated every round (drift and noise hit all of them alike)."""
+    async with contextlib.AsyncExitStack() as stack:
+        live: list[_Live] = []
+        for variant in variants:
+            gate, url, recorder = await stack.enter_async_context(
+                gateway(upstream, variant.overrides)
+            )
+            finish = await variant.prepare(gate) if variant.prepare is not None else None
+            session = await stack.enter_async_context(aiohttp.ClientSession())
+            live.append(_Live(variant, gate, url, recorder, session, finish))
+        for item in live:  # warm-up, unmeasured
+            await _sequential(item.session, item.url, 100, ids)
+            if item.finish is not None:
+                await item.finish()
+        for round_index in range(settings.rounds):
+            shift = round_index % len(live)
+            for item in [*live[shift:], *live[:shift]]:
+                item.recorder.reset()
+                hits, misses = item.gate.servers.hits, item.gate.servers.misses
+                walls, cpu = await _sequential(item.session, item.url, settings.block, ids)
+                if item.finish is not None:
+                    # Work left after the last answer (an audit queue draining) counts too.
+                    item.extra = await item.finish()
+                    cpu += item.extra.get("drain_cpu_s", 0.0)
+                item.walls += walls
+                item.cpu_per_request.append(cpu / settings.block)
+                item.decided += item.recorder.decided
+                item.lookup += item.recorder.lookup
+                for status, count in item.recorder.statuses.items():
+                    item.statuses[status] = item.statuses.get(status, 0) + count
+                item.hits += item.gate.servers.hits - hits
+                item.misses += item.gate.servers.misses - misses
+        runs = []
+        for item in live:
+            by_lookup = {
+                kind: [d for d, seen in zip(item.decided, item.lookup, strict=True) if seen == kind]
+                for kind in ("hit", "miss")
+            }
+            limiter = getattr(item.gate, "rate_limiter", None)
+            if limiter is not None:
+                item.extra["rate_limit_storage_errors"] = limiter.storage_errors
+            runs.append(
+                PipelineRun(
+                    name=item.variant.name,
+                    requests=len(item.walls),
+                    wall_us_median=_us(item.walls, 50),
+                    wall_us_p99=_us(item.walls, 99),
+                    cpu_us_per_request=statistics.median(item.cpu_per_request) * 1e6,
+                    cpu_spread_pct=_spread(item.cpu_per_request),
+                    decided_us_median=_us(item.decided, 50),
+                    decided_us_p99=_us(item.decided, 99),
+                    decided_hit_us=_us(by_lookup["hit"], 50) if by_lookup["hit"] else None,
+                    decided_miss_us=_us(by_lookup["miss"], 50) if by_lookup["miss"] else None,
+                    hits=item.hits,
+                    misses=item.misses,
+                    statuses=dict(item.statuses),
+                    extra=item.extra,
+                )
+            )
+        return runs
 
 
 # The realistic mix: 90 % of requests on 20 hot servers, the rest on the cold tail.
@@ -550,6 +606,32 @@ async def audit_trail_for(gate: Any, fsync: str, directory: Path, key_file: Path
     return trail
 
 
+async def _nothing() -> dict[str, Any]:
+    return {}
+
+
+async def _with_audit(fsync: str | None, directory: Path, key_file: Path, gate: Any) -> Finish:
+    """Variant.prepare: no trail for ``fsync`` None, else one with that fsync policy."""
+    if fsync is None:
+        gate.observers[:] = [o for o in gate.observers if type(o).__name__ != "AuditTrail"]
+        return _nothing
+    trail = await audit_trail_for(gate, fsync, directory, key_file)
+
+    async def drain() -> dict[str, Any]:
+        # Wait (bounded) until the writer thread has written every queued record.
+        start, cpu_start = time.perf_counter(), time.process_time()
+        deadline = start + 60
+        while trail.depth() > 0 and time.perf_counter() < deadline:
+            await asyncio.sleep(0.002)
+        return {
+            "drain_ms": (time.perf_counter() - start) * 1000,
+            "drain_cpu_s": time.process_time() - cpu_start,
+            "audit": dict(trail.stats()),
+        }
+
+    return drain
+
+
 async def bench_audit(upstream: str, ids: Sequence[str], settings: Settings) -> list[str]:
     lines = ["### audit", ""]
     if _module("gateway.audit_trail") is None and _module("gateway.audit") is None:
@@ -572,6 +654,7 @@ async def bench_audit(upstream: str, ids: Sequence[str], settings: Settings) -> 
         key_file = Path(scratch) / "audit.key"
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
+        compared = []
         for index, (name, fsync) in enumerate(variants):
             directory = Path(scratch) / f"trail-{index}"
             overrides: dict[str, Any] = {}
@@ -585,59 +668,33 @@ async def bench_audit(upstream: str, ids: Sequence[str], settings: Settings) -> 
                 }
             elif fsync is None and "audit" in groups:
                 overrides = {"audit.enabled": False}
-
-            async def prepare(
-                gate: Any, fsync: str | None = fsync, directory: Path = directory
-            ) -> Callable[[], Awaitable[dict[str, Any]]]:
-                if fsync is None:
-                    gate.observers[:] = [
-                        o for o in gate.observers if type(o).__name__ != "AuditTrail"
-                    ]
-
-                    async def nothing() -> dict[str, Any]:
-                        return {}
-
-                    return nothing
-                trail = await audit_trail_for(gate, fsync, directory, key_file)
-
-                async def drain() -> dict[str, Any]:
-                    # Wait (bounded) for the writer thread to write every queued record.
-                    start, cpu_start = time.perf_counter(), time.process_time()
-                    deadline = start + 60
-                    while trail.depth() > 0 and time.perf_counter() < deadline:
-                        await asyncio.sleep(0.002)
-                    return {
-                        "drain_ms": (time.perf_counter() - start) * 1000,
-                        "drain_cpu_s": time.process_time() - cpu_start,
-                        "audit": dict(trail.stats()),
-                    }
-
-                return drain
-
-            try:
-                runs.append(
-                    await pipeline_run(name, upstream, ids, overrides, settings.requests, prepare)
-                )
-            except Exception as exc:  # the audit code is moving: report, don't crash
-                lines.append(f"* {name}: could not be measured: {type(exc).__name__}: {exc}")
+            compared.append(
+                Variant(name, overrides, partial(_with_audit, fsync, directory, key_file))
+            )
+        try:
+            runs = await compare(upstream, ids, compared, settings)
+        except Exception as exc:  # the audit code is moving: report, don't crash
+            lines.append(f"* could not be measured: {type(exc).__name__}: {exc}")
     if not runs:
         return lines
     base = runs[0]
     lines += [
-        f"Sequential `lock` requests ({settings.requests}) through the in-process gateway + "
-        "novasim (one process, one loop). CPU is the whole process's (all threads: the "
-        "audit writer included) per request, including the wait for the audit queue to drain.",
+        f"Sequential `lock` requests through the in-process gateway + novasim (one process, "
+        f"one loop), {settings.rounds} rounds × {settings.block} per variant, variants "
+        "rotated per round. CPU = the whole process's (every thread, the audit writer "
+        "included) per request, median over rounds, counting the wait until the audit queue "
+        "is written after each block.",
         "",
-        "| variant | wall µs/req (median) | p99 | CPU µs/req | CPU ratio to no audit "
-        "| wall ratio | drain after last request ms | records written |",
-        "|---|---|---|---|---|---|---|---|",
+        "| variant | wall µs/req (median) | p99 | CPU µs/req | spread % | CPU ratio to no "
+        "audit | wall ratio | drain after a block ms | records written |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         cpu_us = run.cpu_us_per_request
         audit = run.extra.get("audit", {})
         lines.append(
             f"| {run.name} | {run.wall_us_median:.0f} | {run.wall_us_p99:.0f} | {cpu_us:.0f} "
-            f"| {cpu_us / base.cpu_us_per_request:.2f} "
+            f"| {run.cpu_spread_pct:.0f} | {cpu_us / base.cpu_us_per_request:.2f} "
             f"| {run.wall_us_median / base.wall_us_median:.2f} "
             f"| {run.extra.get('drain_ms', 0.0):.1f} | {audit.get('written', '—')} |"
         )
@@ -676,38 +733,46 @@ async def bench_ratelimit(upstream: str, ids: Sequence[str], settings: Settings)
         dataclasses.replace(call.credentials, project_id=f"bench-project-{i}") for i in range(1000)
     ]
     checks: list[Measure] = []
-    for strategy in ("moving-window", "fixed-window"):
-        for label, storage_url in storages:
-            limiter = ratelimit.RateLimiter(
-                ratelimit.parse_rules(rules),
-                policy,
-                storage_url=storage_url,
-                strategy=strategy,
-                key_prefix=prefix,
-                timeout=1.0,
-            )
+    cases = [
+        (strategy, label, url, projects)
+        for strategy in ("moving-window", "fixed-window")
+        for label, url in storages
+        for projects in ((1, 1000) if url == "memory://" else (1000,))
+    ]
+    for strategy, label, storage_url, projects in cases:
+        limiter = ratelimit.RateLimiter(
+            ratelimit.parse_rules(rules),
+            policy,
+            storage_url=storage_url,
+            strategy=strategy,
+            key_prefix=f"{prefix}_{strategy}",  # one key type per strategy in Redis
+            timeout=2.0,
+        )
+        call.answer_headers.clear()
+        turn = iter(range(MAX_NUMBER))
+        who = callers[:projects]
+
+        async def check(
+            limiter: Any = limiter, turn: Iterator[int] = turn, who: list[Any] = who
+        ) -> None:
+            call.credentials = who[next(turn) % len(who)]  # projects take turns
+            await limiter.check(call)
             call.answer_headers.clear()
-            turn = iter(range(MAX_NUMBER))
 
-            async def check(limiter: Any = limiter, turn: Iterator[int] = turn) -> None:
-                # 1000 projects take turns, so counters stay as short as in real use.
-                call.credentials = callers[next(turn) % len(callers)]
-                await limiter.check(call)
-                call.answer_headers.clear()
-
-            try:
-                number = max(200, min(5000, settings.requests * 2))
-                mid, low, spread = await time_async(check, settings, number)
-                checks.append(
-                    Measure("ratelimit", f"check(), {label}, {strategy}", mid, low, spread)
-                )
-            except Exception as exc:
-                lines.append(f"* check() with {label}: {type(exc).__name__}: {exc}")
-            finally:
-                await limiter.close()
+        try:
+            number = settings.rounds * settings.block
+            mid, low, spread = await time_async(check, settings, number)
+            errors = limiter.storage_errors
+            note = f"{errors} STORAGE ERRORS: not valid" if errors else ""
+            name = f"check(), {label}, {strategy}, {projects} project(s)"
+            checks.append(Measure("ratelimit", name, mid, low, spread, note))
+        except Exception as exc:
+            lines.append(f"* check() with {label}: {type(exc).__name__}: {exc}")
+        finally:
+            await limiter.close()
     lines += [
         "RateLimiter.check() on a captured `lock` Call (1 matching rule, 100000/minute, never "
-        "reached; 1000 projects taking turns; the exempt-policy check included), sequential "
+        "reached; N projects taking turns; the exempt-policy check included), sequential "
         "awaits, wall µs per check:",
         "",
         *measure_table(checks),
@@ -718,37 +783,41 @@ async def bench_ratelimit(upstream: str, ids: Sequence[str], settings: Settings)
     with tempfile.TemporaryDirectory(prefix="nova-gateway-micro-rl-") as scratch:
         rules_file = Path(scratch) / "rules.json"
         rules_file.write_text(json.dumps(rules))
-        variants: list[tuple[str, dict[str, Any]]] = [("no rules", {})]
+        variants = [Variant("no rules")]
         for label, storage_url in storages:
             variants.append(
-                (
+                Variant(
                     f"1 rule, {label}",
                     {
                         "rate_limit.rules_file": str(rules_file),
                         "rate_limit.storage_url": storage_url,
-                        "rate_limit.key_prefix": prefix,
+                        "rate_limit.key_prefix": f"{prefix}_pipeline_{len(variants)}",
+                        # A loaded box may take >100 ms to connect once: no breaker trips.
+                        "rate_limit.storage_timeout": 2.0,
                     },
                 )
             )
-        for name, overrides in variants:
-            try:
-                runs.append(await pipeline_run(name, upstream, ids, overrides, settings.requests))
-            except Exception as exc:
-                lines.append(f"* pipeline with {name}: {type(exc).__name__}: {exc}")
+        try:
+            runs = await compare(upstream, ids, variants, settings)
+        except Exception as exc:
+            lines.append(f"* pipeline: {type(exc).__name__}: {exc}")
     if runs:
         base = runs[0]
         lines += [
-            f"Sequential `lock` requests ({settings.requests}) through the in-process gateway:",
+            f"Sequential `lock` requests through the in-process gateway, {settings.rounds} "
+            f"rounds × {settings.block} per variant, rotated (one project: its counter holds "
+            "every request of the last minute):",
             "",
-            "| variant | wall µs/req (median) | p99 | CPU µs/req | CPU ratio to no rules "
-            "| statuses |",
-            "|---|---|---|---|---|---|",
+            "| variant | wall µs/req (median) | p99 | CPU µs/req | spread % | CPU ratio to no "
+            "rules | storage errors | statuses |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for run in runs:
             lines.append(
                 f"| {run.name} | {run.wall_us_median:.0f} | {run.wall_us_p99:.0f} "
-                f"| {run.cpu_us_per_request:.0f} "
-                f"| {run.cpu_us_per_request / base.cpu_us_per_request:.2f} | {run.statuses} |"
+                f"| {run.cpu_us_per_request:.0f} | {run.cpu_spread_pct:.0f} "
+                f"| {run.cpu_us_per_request / base.cpu_us_per_request:.2f} "
+                f"| {run.extra.get('rate_limit_storage_errors', '—')} | {run.statuses} |"
             )
     return lines
 
@@ -797,30 +866,24 @@ async def bench_pipeline(settings: Settings) -> tuple[list[str], dict[str, Any]]
     raw: dict[str, Any] = {}
     async with simulator(seed=200) as (upstream, ids):
         hot = ids[:HOT_SERVERS]
-        runs = [
-            await pipeline_run(
-                "lock, cache_ttl 0 (lookup every time)",
-                upstream,
-                hot,
-                {"server_lookup.cache_ttl": 0},
-                settings.requests,
-            ),
-            await pipeline_run(
-                "lock, cache_ttl 2 s (default)",
-                upstream,
-                hot,
-                {"server_lookup.cache_ttl": 2.0},
-                settings.requests,
-            ),
-        ]
+        runs = await compare(
+            upstream,
+            hot,
+            [
+                Variant("lock, cache_ttl 0 (lookup every time)", {"server_lookup.cache_ttl": 0}),
+                Variant("lock, cache_ttl 2 s (default)", {"server_lookup.cache_ttl": 2.0}),
+            ],
+            settings,
+        )
         raw["pipeline"] = [asdict(run) for run in runs]
         out += [
             "### whole pipeline, in-process",
             "",
             f'Sequential `POST /v2.1/servers/{{id}}/action {{"lock": null}}` by the owner '
-            f"({settings.requests} per variant after 100 warm-up, rotated over {len(hot)} "
-            "servers) through `running_gateway` (tests/support/gateway.py) in front of an "
-            "in-process novasim, one process and one event loop. *decided* = "
+            f"({settings.rounds} rounds × {settings.block} per variant after 100 warm-up, "
+            f"variants rotated per round, requests rotated over {len(hot)} servers) through "
+            "`running_gateway` (tests/support/gateway.py) in front of an in-process novasim, "
+            "one process and one event loop. *decided* = "
             "`Call.decided_seconds` (request received → all stages passed, before "
             "forwarding; a lookup read is a round trip to the in-process novasim). Every "
             "forwarded action invalidates its server's cache entry, so repeated actions on "
@@ -904,9 +967,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     settings = (
-        Settings(repeat=5, target=0.05, requests=600, mix_requests=1500)
+        Settings(repeat=5, target=0.05, rounds=4, block=150, mix_requests=1500)
         if args.quick
-        else Settings(repeat=9, target=0.1, requests=2000, mix_requests=5000)
+        else Settings(repeat=9, target=0.1, rounds=6, block=300, mix_requests=5000)
     )
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))

@@ -191,14 +191,11 @@ def _group(entries: Iterable[Entry]) -> dict[str, list[Entry]]:
     return chains
 
 
-def _classify_unsealed(entries: list[Entry], index: int, last_hash: str, expected: int) -> str:
+def _classify_unsealed(entries: list[Entry], index: int, last_hash: str) -> str:
     """Altered in place, or inserted: does the chain carry on as if this line were absent?"""
-    entry = entries[index]
     following = entries[index + 1] if index + 1 < len(entries) else None
-    if entry.seq == expected and entry.prev == last_hash:
-        return "altered"
     if following is not None and following.sealed and following.prev == last_hash:
-        return "inserted"
+        return "inserted"  # the next record links to the one before: this line is extra
     return "altered"
 
 
@@ -215,7 +212,7 @@ def verify_chain(name: str, entries: list[Entry], *, partial: bool = False) -> C
         report.records += 1
         problem: Problem | None = None
         if not entry.sealed or entry.seq is None:
-            kind = _classify_unsealed(entries, index, last_hash, expected or 1)
+            kind = _classify_unsealed(entries, index, last_hash)
             what = f"record seq {entry.seq}" if entry.seq is not None else "line"
             problem = Problem(kind, entry.where, f"{what} does not match its seal")
         elif expected is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 import time
 import uuid
@@ -162,31 +163,54 @@ class FileSink:
     # -- Sink --------------------------------------------------------------------------
 
     def write(self, batch: Sequence[Sealed]) -> None:
-        try:
-            if self._fd is None or self._due_for_rotation() or not self._still_ours():
-                self._open_next()
-        except OSError as exc:
-            self._abandon()
-            raise SinkError(f"cannot open an audit file in {self.directory}: {exc}") from exc
+        written = 0
+        while written < len(batch):
+            next_size = len(batch[written].line) + 1
+            try:
+                if (
+                    self._fd is None
+                    or self._due_for_rotation()
+                    or (self._size and self._full(next_size))
+                    or not self._still_ours()
+                ):
+                    self._open_next()
+            except OSError as exc:
+                self._abandon()
+                raise SinkError(
+                    f"cannot open an audit file in {self.directory}: {exc}", written
+                ) from exc
+            # As many lines as fit under rotate_bytes (at least one) go to this file.
+            end = written + 1
+            size = next_size
+            while end < len(batch) and not self._full(size + len(batch[end].line) + 1):
+                size += len(batch[end].line) + 1
+                end += 1
+            self._append(batch[written:end], written)
+            written = end
+
+    def _full(self, extra: int) -> bool:
+        return bool(self.rotate_bytes) and self._size + extra > self.rotate_bytes
+
+    def _append(self, lines: Sequence[Sealed], already: int) -> None:
         assert self._fd is not None
-        data = "".join(item.line + "\n" for item in batch).encode("ascii")
+        data = "".join(item.line + "\n" for item in lines).encode("ascii")
         start = self._size
         try:
             view = memoryview(data)
             while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
+                count = os.write(self._fd, view)
+                view = view[count:]
             if self.fsync == "every-record":
                 os.fsync(self._fd)
                 self._last_sync = time.monotonic()
             else:
                 self._dirty = True
         except OSError as exc:
-            # Take back a partial batch so the retry does not leave half a line behind.
+            # Take back a partial write so the retry does not leave half a line behind.
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)
             self._abandon()
-            raise SinkError(f"cannot append to {self.path}: {exc}") from exc
+            raise SinkError(f"cannot append to {self.path}: {exc}", already) from exc
         self._size += len(data)
 
     def tick(self) -> None:
@@ -216,10 +240,13 @@ class FileSink:
 
 
 def file_stem(host: str, pid: int, started: float | None = None) -> str:
-    """``audit-<host>-<pid>-<UTC start>``: one file set per process, never shared."""
+    """``audit-<host>-<pid>-<UTC start>-<random>``: one file set (and chain) per process.
+
+    The random part keeps two chains apart even if a pid comes back within a second.
+    """
     moment = datetime.fromtimestamp(time.time() if started is None else started, UTC)
     safe_host = "".join(char if char.isalnum() or char in ".-" else "_" for char in host)
-    return f"audit-{safe_host}-{pid}-{moment.strftime('%Y%m%dT%H%M%S')}"
+    return f"audit-{safe_host}-{pid}-{moment.strftime('%Y%m%dT%H%M%S')}-{secrets.token_hex(3)}"
 
 
 class MessagingSink:

@@ -55,6 +55,18 @@ def control_record(event: str, instance: Instance, **fields: Any) -> dict[str, A
     }
 
 
+def render(record: dict[str, Any], record_format: str) -> tuple[Mapping[str, Any], str]:
+    """The document a sink stores for a record in its format, and its notification type."""
+    if record.get("event") != "request":
+        return record, CONTROL_EVENT_TYPE
+    if record_format == "cadf":
+        try:
+            return to_cadf(record), CADF_EVENT_TYPE
+        except Exception:  # keep the record in the gateway's own form rather than lose it
+            log.exception("audit_cadf_render_failed", request_id=record.get("request_id"))
+    return record, JSON_EVENT_TYPE
+
+
 class SinkWorker:
     """One sink, its chain and its queue, written by one thread that never gives up."""
 
@@ -180,16 +192,7 @@ class SinkWorker:
             self.healthy = True
 
     def _seal(self, record: dict[str, Any]) -> Sealed:
-        event_type = CONTROL_EVENT_TYPE
-        document: Mapping[str, Any] = record
-        if record.get("event") == "request":
-            event_type = JSON_EVENT_TYPE
-            if self.record_format == "cadf":
-                try:
-                    document = to_cadf(record)
-                    event_type = CADF_EVENT_TYPE
-                except Exception:  # keep the record in the gateway's own form
-                    log.exception("audit_cadf_render_failed", request_id=record.get("request_id"))
+        document, event_type = render(record, self.record_format)
         sealed, line = self.chain.seal(document)
         return Sealed(sealed, line, event_type)
 

@@ -431,7 +431,7 @@ audit_opts: list[cfg.Opt] = [
         "file_directory",
         default="/var/log/nova-gateway/audit",
         help="Directory of the file sink. Each worker writes its own files, named "
-        "audit-<host>-<pid>-<start>-<index>.jsonl; rotation starts the next index.",
+        "audit-<host>-<pid>-<start>-<random>-<index>.jsonl; rotation starts the next index.",
     ),
     cfg.StrOpt(
         "file_format",

@@ -10,6 +10,7 @@ from typing import Any
 
 from gateway.catalogue import ActionSpec, LockFault
 from gateway.faults import Fault
+from gateway.identity import Credentials
 from gateway.servers import ServerFacts
 
 
@@ -21,13 +22,19 @@ def check_visible(
     spec: ActionSpec,
     server_id: str,
     server: ServerFacts | None,
-    caller_project: str | None,
+    caller: Credentials,
     is_admin: bool,
 ) -> ServerFacts:
-    """Nova filters non-admin reads to the caller's project: others' servers are 404."""
+    """Nova filters non-admin reads to the caller's project: others' servers are 404.
+
+    A system- or domain-scoped token has no project to filter by; every server action
+    rule is project-scoped, so the policy stage refuses it with Nova's 403.
+    """
     if server is None:
         raise not_found(server_id, spec.missing_message)
-    if not is_admin and server.project_id != caller_project:
+    if caller.project_id is None:
+        return server
+    if not is_admin and server.project_id != caller.project_id:
         raise not_found(server_id)
     return server
 

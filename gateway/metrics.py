@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 log = structlog.get_logger(__name__)
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+ALL_SINKS = "all"  # the sink label of records the audit trail refused for every sink
 
 # Seconds. The gateway's own share (decision) is expected in the sub-millisecond to
 # millisecond range; whole requests include Nova and can take seconds.
@@ -155,7 +156,8 @@ class GatewayMetrics:
         )
         self.audit_events_dropped = Counter(
             "nova_gateway_audit_events_dropped",
-            "Audit records that could not be delivered to a sink, by sink.",
+            "Audit records that could not be delivered, by sink ('all': refused for every "
+            "sink because the queues were full).",
             ["sink"],
             registry=r,
         )
@@ -261,8 +263,8 @@ class MetricsObserver:
         self._interval = interval
         self.metrics = metrics or process_metrics()
         self._task: asyncio.Task[None] | None = None
-        self._deltas = self._sources()
-        self.sample()
+        # Built at the first sample: the gate gets parts (audit) after its observers.
+        self._deltas: list[_Delta] | None = None
 
     def _sources(self) -> list[_Delta]:
         m, gate = self.metrics, self._gate
@@ -278,6 +280,13 @@ class MetricsObserver:
         limiter = gate.rate_limiter
         if limiter is not None:
             deltas.append(_Delta(lambda: limiter.storage_errors, m.rate_limit_storage_errors.inc))
+        audit = gate.audit
+        if audit is not None:
+            for worker in audit.workers:
+                failed = m.audit_sink_failures.labels(worker.sink.name)
+                deltas.append(_Delta(_reader(worker, "failures"), failed.inc))
+            dropped = m.audit_events_dropped.labels(ALL_SINKS)
+            deltas.append(_Delta(_reader(audit, "dropped"), dropped.inc))
         return deltas
 
     def observe(self, call: Call) -> None:
@@ -306,8 +315,14 @@ class MetricsObserver:
     def sample(self) -> None:
         """Copy the counters other parts keep as plain integers into the metrics."""
         try:
+            if self._deltas is None:
+                self._deltas = self._sources()
             for delta in self._deltas:
                 delta.sample()
+            audit = self._gate.audit
+            if audit is not None:
+                for worker in audit.workers:
+                    self.metrics.audit_queue_depth.labels(worker.sink.name).set(worker.depth())
             self.metrics.policy_last_reload_ok.set(1 if self._gate.policy.last_reload_ok else 0)
             limiter = self._gate.rate_limiter
             if limiter is not None:

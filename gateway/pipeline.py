@@ -244,13 +244,15 @@ async def look_up_server(gate: Gate, call: Call, request: web.BaseRequest) -> No
     assert call.credentials is not None
     found = await gate.servers.get(server_id)
     call.server = gates.check_visible(
-        call.action, server_id, found, call.credentials.project_id, call.is_admin
+        call.action, server_id, found, call.credentials, call.is_admin
     )
     if call.server.locked and any(
         rule.when.name == "LOCKED_BY_OTHER" for rule in call.action.policies
     ):
-        call.locked_by = gate.lock_records.get(server_id) or await gate.servers.locked_by(
-            call.server
+        # Nova's instance-action log is the truth (other workers, replicas and direct
+        # clients lock too); the gateway's own record only fills in when it is silent.
+        call.locked_by = await gate.servers.locked_by(call.server) or gate.lock_records.get(
+            server_id
         )
 
 

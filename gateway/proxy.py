@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
+import yarl
 from aiohttp import web
 from multidict import CIMultiDict
 
@@ -126,7 +127,10 @@ class Upstream:
         exchange: Exchange,
         rewrite: ResponseRewrite | None,
     ) -> web.StreamResponse:
-        url = self.settings.base_url + path_qs
+        # encoded=True: yarl would otherwise re-quote the target (drop an empty '?',
+        # decode '%2F' in the query, upper-case escapes); the path and query go out
+        # byte for byte as they were decided (the HTTP parser admits only printable ASCII).
+        url = yarl.URL(self.settings.base_url + path_qs, encoded=True)
         outgoing = CIMultiDict(headers)
         try:
             upstream = await self.session.request(

@@ -19,6 +19,8 @@ from gateway.faults import Fault
 from gateway.types import Version
 
 LOOKUP_VERSION = Version(2, 73)  # the first version showing locked_reason
+# Path segments Nova's router gives to another resource under GET /servers/{...}.
+NOT_SERVER_IDS = frozenset({"detail"})
 
 
 @dataclass(frozen=True)
@@ -134,6 +136,10 @@ class ServerLookup:
             self._cache.popitem(last=False)
 
     async def _read(self, server_id: str) -> ServerFacts | None:
+        if server_id in NOT_SERVER_IDS:
+            # GET /servers/detail is Nova's server list, not a server; Nova's own lookup
+            # of ``detail`` (POST /servers/detail/action) finds no instance: its 404.
+            return None
         version = min(LOOKUP_VERSION, self._max_version())
         headers = {
             "X-Auth-Token": await self._token(),

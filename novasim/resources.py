@@ -182,6 +182,8 @@ def create_server(call: ApiCall) -> Reply:
     server.metadata = dict(request.get("metadata") or {})
     server.key_name = request.get("key_name")
     server.user_data = request.get("user_data")
+    # Nova defaults the description to the name; from 2.19 the request sets it (or null).
+    server.description = request["name"]
     if call.version >= Version(2, 19):
         server.description = request.get("description")
     password = request.get("adminPass") or generate_password()

@@ -281,7 +281,9 @@ class Cell:
 
     @property
     def relation(self) -> str:
-        """The server seen from the caller: own project, or another project's."""
+        """The server seen from the caller: own project, another project's, or (system) any."""
+        if self.caller.system:
+            return "any"
         return "own" if self.caller.project == self.project else "other"
 
     def describe(self) -> str:

@@ -299,20 +299,14 @@ async def test_decision_matrix_against_nova_alone_and_through_the_gateway(
     bad = [o for o in outcomes if o.problems()]
     tally = Counter(o.cell.expected.code for o in outcomes)
     summary = f"{len(outcomes)} cells ({dict(tally)}) in {elapsed:.0f}s; {len(bad)} with a mismatch"
+    print(f"{summary}\n{render(outcomes)}")  # shown with -s / -rP
     assert not bad, f"{summary}\n{render(outcomes)}\n\n" + "\n".join(o.report() for o in bad)
 
 
 @pytest.mark.parametrize(
     "caller",
     [
-        pytest.param(
-            SYSTEM_READER,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="gateway bug: look_up_server 404s a project-less (system-scoped) "
-                "non-admin token before the policy stage's scope refusal (403)",
-            ),
-        ),
+        SYSTEM_READER,
         SYSTEM_ADMIN,
     ],
     ids=lambda caller: caller.label,
@@ -460,8 +454,16 @@ async def test_lookup_cache_is_invalidated_by_actions_through_the_gateway(
         assert not _forwarded(realnova, request_id), "the gateway forwarded: stale cache"
 
         # Now the cache holds the locked server; unlocking must drop it again.
-        unlocked = await gateway.action(p1, {"unlock": None}, MEMBER.token)
+        control_id = f"req-{uuid.uuid4()}"
+        unlocked = await gateway.request(
+            "POST",
+            f"/servers/{p1}/action",
+            token=MEMBER.token,
+            json_body={"unlock": None},
+            headers={"X-OpenStack-Request-ID": control_id},
+        )
         assert unlocked.status == 202, unlocked.body
+        assert _forwarded(realnova, control_id), "control: a forwarded call is not in nova.log"
         paused = await gateway.action(p1, pause, MEMBER.token)
         assert paused.status == 202, f"stale cache after unlock: {paused.status} {paused.body!r}"
         await restore(nova, nova, Baseline.ACTIVE, p1)
@@ -469,12 +471,6 @@ async def test_lookup_cache_is_invalidated_by_actions_through_the_gateway(
         lab.process.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="gateway bug: LockRecords keeps 'admin' for a lock that was lifted and re-set "
-    "by the owner elsewhere (directly at Nova, another worker or replica) and refuses the "
-    "owner's unlock with unlock_override 403",
-)
 async def test_lock_changed_elsewhere_is_not_judged_by_a_stale_record(
     matrix_servers: dict[ServerKey, str],
     realnova: RealNova,
@@ -490,10 +486,11 @@ async def test_lock_changed_elsewhere_is_not_judged_by_a_stale_record(
         assert locked.status == 202, locked.body
         await set_lock(sides.nova, "p1", p1, Lock.OWNER)  # behind the gateway's back
         unlock = _action("unlock")
-        expected = expect(unlock, MEMBER, "p1", Lock.OWNER)
-        assert expected == Expected(202)
+        assert expect(unlock, MEMBER, "p1", Lock.OWNER) == Expected(202)
         via = await send(sides.gateway, unlock, MEMBER, p1)
-        assert via.status == 202, f"gateway+Nova: {via}; Nova's defaults: 202"
+        direct = await send(sides.nova, unlock, MEMBER, p1)
+        assert direct.status == 202, f"Nova alone: {direct}"
+        assert via.status == 202, f"gateway+Nova: {via}; Nova alone: {direct}"
     finally:
         await set_lock(sides.gateway, "p1", p1, Lock.NONE)  # through the gateway: clears it
 

@@ -109,7 +109,7 @@ async def send(
 def read_lines(directory: Path) -> list[str]:
     """Every line of every audit file in the directory, files in name (written) order."""
     lines: list[str] = []
-    for path in sorted(directory.glob("*.jsonl")):
+    for path in sorted(p for p in directory.glob("*.jsonl") if p.is_file()):
         lines.extend(line for line in path.read_text().splitlines() if line)
     return lines
 

@@ -26,6 +26,9 @@ from tests.support.audit import (
 from tests.support.gateway import base_url, running_gateway
 
 PAUSE = "os_compute_api:os-pause-server:pause"
+# pycadf warns about every non-UUID identifier (lab user ids); the gateway filters it,
+# pytest's per-test warning capture puts it back.
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 
 
 def only_record(records: list[dict[str, Any]], answer: Answer) -> dict[str, Any]:
@@ -72,7 +75,9 @@ async def test_every_outcome_writes_exactly_one_record(tmp_path: Path) -> None:
             base, "POST", action, body={"unpause": None}, token="carol:p1:reader"
         )
         answers["malformed"] = await send(base, "POST", action, raw=b'{"pause": ')
-        answers["unauthenticated"] = await send(base, "POST", action, body={"pause": None}, token=None)
+        answers["unauthenticated"] = await send(
+            base, "POST", action, body={"pause": None}, token=None
+        )
         answers["not_visible"] = await send(
             base, "POST", action, body={"unpause": None}, token="eve:p2"
         )
@@ -149,12 +154,16 @@ async def test_dry_run_rules_are_recorded_as_would_deny(tmp_path: Path) -> None:
 
     async def script(base: str, sim: Any) -> None:
         action = f"/v2.1/servers/{sim.seeded('p1')}/action"
-        answers.append(await send(base, "POST", action, body={"pause": None}, token="carol:p1:reader"))
+        answers.append(
+            await send(base, "POST", action, body={"pause": None}, token="carol:p1:reader")
+        )
 
     records = await run(tmp_path, script, **{"policy.dry_run_rules": [PAUSE]})
-    decision = only_record(records, answers[0])["decision"]
-    assert answers[0].status == 202, answers[0].body
-    assert decision["outcome"] == "allow"
+    record = only_record(records, answers[0])
+    decision = record["decision"]
+    # The gateway let it through (dry run); Nova itself then refused it.
+    assert answers[0].status == 403 and record["upstream"]["status"] == 403
+    assert decision["outcome"] == "allow" and decision["reason"] is None
     assert decision["would_deny"] == [PAUSE] and decision["rule"] == PAUSE
 
 
@@ -180,10 +189,14 @@ async def test_cadf_records_look_like_keystonemiddleware_events(tmp_path: Path) 
     async def script(base: str, sim: Any) -> None:
         action = f"/v2.1/servers/{sim.seeded('p1')}/action"
         answers.append(await send(base, "POST", action, body={"pause": None}))
-        answers.append(await send(base, "POST", action, body={"lock": None}, token="carol:p1:reader"))
+        answers.append(
+            await send(base, "POST", action, body={"lock": None}, token="carol:p1:reader")
+        )
 
     records = await run(tmp_path, script, audit={"file_format": "cadf"})
-    events = [r for r in records if r.get("typeURI") == "http://schemas.dmtf.org/cloud/audit/1.0/event"]
+    events = [
+        r for r in records if r.get("typeURI") == "http://schemas.dmtf.org/cloud/audit/1.0/event"
+    ]
     assert len(events) == 2
     allowed, denied = events
     assert allowed["eventType"] == "activity"

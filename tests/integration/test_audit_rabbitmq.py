@@ -1,0 +1,234 @@
+"""The messaging sink against the real RabbitMQ: an oslo.messaging notification listener
+reads back every record, sealed and in order, through a broker outage too.
+
+Needs RabbitMQ on 127.0.0.1:5672 (guest/guest), or $NOVA_GATEWAY_RABBIT_URL. Missing, the
+tests skip; under CI=true they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import threading
+import uuid
+import warnings
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+
+from gateway.audit_chain import Where, canonical, read_entry, verify
+from tests.conftest import skip_or_fail
+from tests.support.audit import (
+    KEY,
+    Answer,
+    audit_overrides,
+    send,
+    simulator,
+    wait_until,
+    write_key,
+)
+from tests.support.gateway import base_url, running_gateway
+
+pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
+
+RABBIT_URL = os.environ.get("NOVA_GATEWAY_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+
+
+def _broker() -> tuple[str, int]:
+    parts = urlsplit(RABBIT_URL)
+    return parts.hostname or "127.0.0.1", parts.port or 5672
+
+
+@pytest.fixture(scope="module")
+def rabbit() -> str:
+    try:
+        socket.create_connection(_broker(), timeout=2).close()
+    except OSError as exc:
+        skip_or_fail(f"RabbitMQ not reachable at {_broker()}: {exc}")
+    return RABBIT_URL
+
+
+class Received:
+    """Notifications one oslo.messaging listener got: (event_type, payload, publisher)."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[str, dict[str, Any], str]] = []
+        self.lock = threading.Lock()
+
+    def info(
+        self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any
+    ) -> None:
+        with self.lock:
+            self.items.append((event_type, payload, publisher_id))
+
+    def payloads(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [payload for _, payload, _ in self.items]
+
+
+@contextlib.contextmanager
+def listener(url: str, topic: str) -> Iterator[Received]:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import oslo_messaging
+        from oslo_config import cfg
+    conf = cfg.ConfigOpts()
+    conf([], project="audit-test-consumer", default_config_files=[], default_config_dirs=[])
+    transport = oslo_messaging.get_notification_transport(conf, url=url)
+    received = Received()
+    server = oslo_messaging.get_notification_listener(
+        transport, [oslo_messaging.Target(topic=topic)], [received], executor="threading"
+    )
+    server.start()
+    try:
+        yield received
+    finally:
+        server.stop()
+        server.wait()
+        transport.cleanup()
+
+
+def check_chain(payloads: list[dict[str, Any]]) -> Any:
+    lines = [canonical(payload) for payload in payloads]
+    [report] = verify([read_entry(Where("bus", n + 1), line, KEY) for n, line in enumerate(lines)])
+    return report
+
+
+async def test_records_reach_a_notification_listener(rabbit: str, tmp_path: Path) -> None:
+    topic = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
+    overrides = audit_overrides(
+        tmp_path / "trail",
+        write_key(tmp_path),
+        sinks=["messaging", "file"],
+        messaging_transport_url=rabbit,
+        messaging_topics=[topic],
+    )
+    answers: list[Answer] = []
+    with listener(rabbit, topic) as received:
+        async with simulator() as sim, running_gateway(sim.url, overrides) as listeners:
+            base = base_url(listeners)
+            action = f"/v2.1/servers/{sim.seeded('p1')}/action"
+            answers.append(
+                await send(base, "POST", action, body={"changePassword": {"adminPass": "S3CR3T"}})
+            )
+            answers.append(await send(base, "POST", action, body={"pause": None}))
+            answers.append(
+                await send(base, "POST", action, body={"unpause": None}, token="carol:p1:reader")
+            )
+        # opened + 3 requests + closed, delivered before the gateway finished closing.
+        await wait_until(lambda: len(received.items) >= 5, timeout=20, what="5 notifications")
+    assert [answer.status for answer in answers] == [202, 202, 403]
+    event_types = [event_type for event_type, _, _ in received.items]
+    assert event_types == ["nova_gateway.audit.chain"] + ["audit.http.response"] * 3 + [
+        "nova_gateway.audit.chain"
+    ]
+    assert {publisher for _, _, publisher in received.items} == {
+        f"nova-gateway.{socket.gethostname()}"
+    }
+    events = received.payloads()[1:4]
+    assert [event["action"] for event in events] == [
+        "update/changePassword", "update/pause", "update/unpause",
+    ]  # fmt: skip
+    assert [event["outcome"] for event in events] == ["success", "success", "failure"]
+    assert [event["reason"]["reasonCode"] for event in events] == ["202", "202", "403"]
+    gateway_records = [event["attachments"][0]["content"] for event in events]
+    assert [r["global_request_id"] for r in gateway_records] == [a.global_id for a in answers]
+    assert "S3CR3T" not in repr(received.payloads())
+    report = check_chain(received.payloads())
+    assert report.problem is None and report.closed and report.last_seq == 5
+
+
+class Forwarder:
+    """A loopback TCP relay in front of RabbitMQ that a test can take down and bring back."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._links: set[asyncio.StreamWriter] = set()
+
+    async def up(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def down(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in list(self._links):
+            writer.transport.abort()
+        await self._server.wait_closed()
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self._links |= {writer, up_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, ConnectionError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.transport.abort()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self._links -= {writer, up_writer}
+
+
+@contextlib.asynccontextmanager
+async def forwarder() -> AsyncIterator[Forwarder]:
+    relay = Forwarder(_broker())
+    await relay.up()
+    try:
+        yield relay
+    finally:
+        with contextlib.suppress(Exception):
+            await relay.down()
+
+
+async def test_broker_outage_fails_closed_and_loses_nothing(rabbit: str, tmp_path: Path) -> None:
+    topic = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
+    parts = urlsplit(rabbit)
+    answers: list[Answer] = []
+    with listener(rabbit, topic) as received:
+        async with forwarder() as relay, simulator() as sim:
+            via_relay = f"rabbit://{parts.username}:{parts.password}@127.0.0.1:{relay.port}/"
+            overrides = audit_overrides(
+                tmp_path / "trail",
+                write_key(tmp_path),
+                sinks=["messaging"],
+                messaging_transport_url=via_relay,
+                messaging_topics=[topic],
+                messaging_format="json",
+            )
+            async with running_gateway(sim.url, overrides) as listeners:
+                base = base_url(listeners)
+                audit = listeners.gate.audit
+                assert audit is not None
+                answers.append(await send(base, "GET", "/v2.1/servers"))
+                await wait_until(lambda: audit.depth() == 0, what="first delivery")
+                await relay.down()
+                answers.append(await send(base, "GET", "/v2.1/servers"))  # admitted
+                await wait_until(lambda: not audit.healthy, timeout=20, what="sink failure")
+                refused = await send(base, "GET", "/v2.1/servers")
+                answers.append(refused)
+                assert refused.status == 503
+                await relay.up()
+                await wait_until(
+                    lambda: audit.healthy and audit.depth() == 0, timeout=30, what="recovery"
+                )
+                answers.append(await send(base, "GET", "/v2.1/servers"))
+        await wait_until(lambda: len(received.items) >= 6, timeout=20, what="6 notifications")
+    assert [answer.status for answer in answers] == [200, 200, 503, 200]
+    payloads = received.payloads()
+    delivered = [p.get("global_request_id") for p in payloads if p.get("event") == "request"]
+    assert delivered == [answer.global_id for answer in answers]  # all, once, in order
+    report = check_chain(payloads)
+    assert report.problem is None and report.closed
