@@ -249,6 +249,7 @@ class Bench:
         return child.pid
 
     def note(self, text: str) -> None:
+        text = text.replace(str(REPO), ".")  # results are shared: no machine paths in them
         self.notes.append(text)
         print(f"# {text}", file=sys.stderr, flush=True)
 

@@ -105,6 +105,7 @@ def apply_reloadable(gate: Gate, conf: cfg.ConfigOpts) -> None:
     gate.forwarding = header_names.ForwardingPolicy(conf.gateway.trusted_proxies)
     gate.max_body = conf.limits.max_request_body_size
     gate.max_path = conf.limits.max_path_length
+    gate.body_timeout = conf.limits.request_body_timeout
     gate.strict_locks = conf.policy.strict_locks
     if gate.audit is not None:
         gate.audit.redactor = Redactor(conf.audit.redact_fields)

@@ -204,8 +204,28 @@ def to_cadf(record: Mapping[str, Any]) -> dict[str, Any]:
             typeURI="mime:application/json", content=dict(record), name="nova_gateway"
         )
     )
-    rendered: dict[str, Any] = event.as_dict()
+    rendered: dict[str, Any] = _primitive(event)
     return rendered
+
+
+def _primitive(value: Any) -> Any:
+    """What pycadf's ``as_dict`` returns, without oslo's generic (and slow) to_primitive.
+
+    A pycadf object keeps its attributes in its ``__dict__``; pycadf holds other objects
+    only in lists (attachments, reporter chain, addresses). Dicts are the record's own
+    plain JSON (an attachment's content) and are shared as they are, never walked.
+    """
+    kind = type(value)
+    if kind in _PLAIN:
+        return value
+    if kind is list:
+        return [_primitive(item) for item in value]
+    if isinstance(value, cadftype.CADFAbstractType):
+        return {key: _primitive(item) for key, item in vars(value).items()}
+    return value
+
+
+_PLAIN = frozenset({str, int, float, bool, type(None), dict})
 
 
 def gateway_record(document: Mapping[str, Any]) -> Mapping[str, Any]:

@@ -82,8 +82,14 @@ class Chain:
         """The sealed record and its line (no newline); the chain moves on to it."""
         sealed = {key: value for key, value in record.items() if key not in CHAIN_FIELDS}
         sealed.update(chain=self.chain_id, seq=self.seq + 1, prev=self.last_hash)
-        sealed["hmac"] = seal_of(self.key, sealed)
-        line = canonical(sealed)
+        # Serialised once, in the two halves the sorted keys put around "hmac": the
+        # sealed text and the line are then joined, not rendered twice.
+        head = canonical({k: v for k, v in sealed.items() if k < "hmac"})[1:-1]
+        tail = canonical({k: v for k, v in sealed.items() if k > "hmac"})[1:-1]
+        unsealed = "{" + ",".join(part for part in (head, tail) if part) + "}"
+        sealed["hmac"] = hmac.new(self.key, unsealed.encode("ascii"), hashlib.sha256).hexdigest()
+        line = "{" + ",".join(part for part in (head, f'"hmac":"{sealed["hmac"]}"', tail) if part)
+        line += "}"
         self.seq += 1
         self.last_hash = line_hash(line)
         return sealed, line

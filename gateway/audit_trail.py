@@ -173,6 +173,9 @@ class SinkWorker:
             if not self._batch:
                 while self._queue and len(self._batch) < self.sink.batch_size:
                     self._batch.append(self._seal(self._queue.popleft()))
+                    # Sealing is pure CPU under the GIL: let the event loop in between
+                    # records, or a burst would hold it for a whole switch interval.
+                    time.sleep(0)
             try:
                 if not self._batch:
                     self.sink.tick()

@@ -150,6 +150,15 @@ limit_opts: list[cfg.Opt] = [
         default=2048,
         help="Longest request path in characters; longer is 414.",
     ),
+    cfg.FloatOpt(
+        "request_body_timeout",
+        min=0.001,
+        mutable=True,
+        default=60.0,
+        help="Seconds the whole request body may take to arrive once the headers are in; "
+        "slower is 408, so a client trickling its body (slow loris) cannot hold a request "
+        "open for ever.",
+    ),
 ]
 
 identity_opts: list[cfg.Opt] = [
@@ -324,8 +333,10 @@ rate_limit_opts: list[cfg.Opt] = [
         "storage_timeout",
         min=0.001,
         default=0.1,
-        help="Seconds a rate-limit check may wait for the storage (connecting included) "
-        "before the storage counts as down.",
+        help="Seconds one rate-limit storage operation (connecting, a command) may take "
+        "before the storage counts as down; a whole check waits at most three times this. "
+        "Keep it above the event loop's lag under load, or a busy worker reads as a "
+        "storage outage.",
     ),
     cfg.StrOpt(
         "storage_failure",

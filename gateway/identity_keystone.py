@@ -184,6 +184,9 @@ class KeystoneAuthenticator:
         self._valid: TtlLru[Credentials] = TtlLru(cache_size, clock)
         # Separate from the valid cache, so a flood of garbage tokens cannot evict them.
         self._invalid: TtlLru[bool] = TtlLru(cache_size, clock)
+        # Token cache lookups, read by the metrics (as ServerLookup's hits/misses).
+        self.hits = 0
+        self.misses = 0
         self._clock = clock
         self._wall = wall_clock
         self._inflight: dict[bytes, asyncio.Task[Outcome]] = {}
@@ -208,7 +211,10 @@ class KeystoneAuthenticator:
         key = token_key(token)
         outcome = self._cached(key)
         if outcome is None:
+            self.misses += 1
             outcome = await self._coalesced(key, token)
+        else:
+            self.hits += 1
         if isinstance(outcome, Refusal):
             # A fresh Fault per caller: coalesced waiters must not share one traceback.
             if outcome is Refusal.INVALID:

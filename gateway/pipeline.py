@@ -46,6 +46,7 @@ class Gate:
     lock_records: LockRecords
     max_body: int
     max_path: int
+    body_timeout: float = 60.0
     strict_locks: bool = False
     observers: list[CallObserver] = field(default_factory=list)
     rate_limiter: RateLimiter | None = None
@@ -71,14 +72,25 @@ async def receive_body(gate: Gate, call: Call, request: web.BaseRequest) -> None
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
     chunks: list[bytes] = []
     size = 0
-    while True:
-        chunk = await request.content.read(64 * 1024)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > gate.max_body:
-            raise _too_large(gate)
-        chunks.append(chunk)
+    try:
+        # One deadline for the whole body: a per-read timeout would let a client that
+        # trickles a byte at a time hold the request, its buffer and a connection for ever.
+        async with asyncio.timeout(gate.body_timeout):
+            while True:
+                chunk = await request.content.read(64 * 1024)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > gate.max_body:
+                    raise _too_large(gate)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Fault(
+            408,
+            f"The request body did not arrive within {gate.body_timeout:g} seconds.",
+            reason="body_timeout",
+            version_headers=False,
+        ) from None
     call.body = b"".join(chunks)
 
 

@@ -50,11 +50,12 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import structlog
@@ -69,7 +70,6 @@ from limits.aio.strategies import (
 from limits.aio.strategies import RateLimiter as Strategy
 from limits.errors import ConfigurationError, StorageError
 from limits.storage import storage_from_string
-from limits.util import WindowStats
 from oslo_config import cfg
 
 from gateway import headers
@@ -82,14 +82,17 @@ from gateway.policy_defaults import RATE_LIMIT_EXEMPT
 from gateway.routing import API_PREFIX
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 _RULE_KEYS = frozenset({"name", "limit", "methods", "path", "actions", "per"})
 _FILE_KEYS = frozenset({"rules", "costs", "overrides"})
 _UNLIMITED = "unlimited"
 _LIMITS_PATH = "/limits"
-# Nova's legacy limits view named units in capitals (SECOND, MINUTE, HOUR, DAY).
+# The verb GET /limits shows for a rule that names actions but no methods.
 _VERB_OF_ACTION = {"delete": "DELETE", "update": "PUT"}
+CHECK_TIMEOUTS = 3  # a whole check may take this many storage timeouts
+_WARM_UP = parse("1/second")
 STRATEGIES: Mapping[str, Callable[[Storage], Strategy]] = {
     "moving-window": MovingWindowRateLimiter,
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
@@ -352,6 +355,10 @@ class CircuitBreaker:
         self._opened_at = self._clock()
         self._probing = False
 
+    def abandoned(self) -> None:
+        """A caller let through (perhaps the probe) gave up before knowing."""
+        self._probing = False
+
 
 # --------------------------------------------------------------------------------------
 # The check
@@ -503,6 +510,19 @@ class RateLimiter:
             return False
         return True
 
+    async def start(self) -> None:
+        """Connect (and load the storage's scripts) before the first request, so that a
+        burst at start-up does not pay for it; a storage already down opens the breaker."""
+        if not self.shared:
+            return
+        try:
+            async with asyncio.timeout(max(1.0, CHECK_TIMEOUTS * self._timeout)):
+                await self._strategy.get_window_stats(_WARM_UP, "warm-up")
+        except self._errors as exc:
+            self.breaker.failed()
+            self.storage_errors += 1
+            log.warning("rate_limit_storage_unreachable_at_start", error=repr(exc))
+
     async def close(self) -> None:
         # limits offers no close(); its redis-py client holds the connection pool.
         client = getattr(getattr(self.storage, "bridge", None), "storage", None)
@@ -535,11 +555,15 @@ class RateLimiter:
             for rule in matched
             if (limit := rules.limit_for(rule, credentials.project_id)) is not None
         ]
+        if not counted and not shows_limits:
+            return  # "unlimited" for this project: nothing to count, no storage needed
         if not self.breaker.allow():
             self._storage_down(call)
             return
         try:
-            async with asyncio.timeout(self._timeout):
+            # Each storage operation has its own timeout (connect, read); the guard bounds
+            # the whole check (at most connect + read + count) whatever the client does.
+            async with asyncio.timeout(CHECK_TIMEOUTS * self._timeout):
                 refusal = await self._count(call, credentials, counted, rules.cost(call.action_key))
                 if refusal is None and shows_limits:
                     usages = await self._usages(credentials, rules)
@@ -554,6 +578,9 @@ class RateLimiter:
             )
             self._storage_down(call)
             return
+        except asyncio.CancelledError:
+            self.breaker.abandoned()  # the client left; a probe must not stay out forever
+            raise
         self.breaker.succeeded()
         if refusal is not None:
             raise refusal
@@ -569,11 +596,11 @@ class RateLimiter:
             return None
         keys = [_identifiers(rule, credentials) for rule, _ in counted]
         # Read first, count second: a call refused by one rule takes nothing from the others.
-        stats = await asyncio.gather(
-            *(
-                self._strategy.get_window_stats(limit, *key)
+        stats = await self._each(
+            [
+                partial(self._strategy.get_window_stats, limit, *key)
                 for (_, limit), key in zip(counted, keys, strict=True)
-            )
+            ]
         )
         usages = [
             Usage(rule, limit, stat.remaining, stat.reset_time)
@@ -581,11 +608,11 @@ class RateLimiter:
         ]
         short = [usage for usage in usages if usage.remaining < cost]
         if not short:
-            admitted = await asyncio.gather(
-                *(
-                    self._strategy.hit(limit, *key, cost=cost)
+            admitted = await self._each(
+                [
+                    partial(self._strategy.hit, limit, *key, cost=cost)
                     for (_, limit), key in zip(counted, keys, strict=True)
-                )
+                ]
             )
             # Another worker or replica took the last ones between our read and our hit.
             short = [usage for usage, ok in zip(usages, admitted, strict=True) if not ok]
@@ -607,16 +634,23 @@ class RateLimiter:
             for rule in rules.rules
             if (limit := rules.limit_for(rule, credentials.project_id)) is not None
         ]
-        stats: list[WindowStats] = await asyncio.gather(
-            *(
-                self._strategy.get_window_stats(limit, *_identifiers(rule, credentials))
+        stats = await self._each(
+            [
+                partial(self._strategy.get_window_stats, limit, *_identifiers(rule, credentials))
                 for rule, limit in shown
-            )
+            ]
         )
         return [
             Usage(rule, limit, stat.remaining, stat.reset_time)
             for (rule, limit), stat in zip(shown, stats, strict=True)
         ]
+
+    async def _each(self, operations: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+        """Every operation's result: concurrently against a shared storage (one round
+        trip for all), one after the other in memory (where tasks cost more than work)."""
+        if self.shared and len(operations) > 1:
+            return list(await asyncio.gather(*(operation() for operation in operations)))
+        return [await operation() for operation in operations]
 
     def _exempt(self, credentials: Credentials) -> bool:
         target = {"project_id": credentials.project_id, "user_id": credentials.user_id}

@@ -73,6 +73,8 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
     await gate.versions.refresh(gate.upstream.session)
     gate.versions.start(gate.upstream.session)
     await gate.policy.start()
+    if gate.rate_limiter is not None:
+        await gate.rate_limiter.start()
     api_server = web.Server(
         api_handler(gate),
         max_line_size=conf.limits.max_header_size,

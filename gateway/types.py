@@ -8,7 +8,9 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-_VERSION_RE = re.compile(r"^([1-9]\d*)\.([1-9]\d*|0)$")
+# ASCII digits only: Nova reads headers as latin-1 (WSGI), where no other digit exists;
+# a bare \d would take "2.4\u0663" (an Arabic-Indic 3) as 2.43 where Nova answers 400.
+_VERSION_RE = re.compile(r"^([1-9][0-9]*)\.([1-9][0-9]*|0)$")
 
 
 class Version(NamedTuple):

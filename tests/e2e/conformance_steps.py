@@ -1,7 +1,5 @@
-"""The novasim conformance sequence as data, and how two answers to one step are compared.
-
-Owns the steps (request, settled status, documented divergences) and the pure normalisation
-and comparison of answers; must never send a request or start a process.
+"""Owns the novasim conformance sequence as data and the pure comparison of two answers.
+Must never send a request or start a process (test_novasim_conformance.py does that).
 """
 
 from __future__ import annotations
@@ -150,6 +148,11 @@ STEPS: list[Step] = [
         microversion="2.73",
         settle="ACTIVE",
         volatile=("OS-EXT-STS:task_state",),  # scheduling/networking/spawning: lab timing
+        known=Known(
+            "novasim gap: it shows the default security group from the create on; Nova lists "
+            "security_groups from the server's Neutron ports, which BUILD has not bound yet",
+            fields=("security_groups",),
+        ),
     ),
     # Version documents (no token).
     Step("versions document", path="/", token=None, base=Base.ROOT),
@@ -507,7 +510,9 @@ def _body_differences(
         if len(sim_docs) != len(real_docs):
             yield "server count", len(sim_docs), len(real_docs)
         for sim_doc, real_doc in zip(sim_docs, real_docs, strict=False):
-            yield from facts_differences(server_facts(sim_doc), server_facts(real_doc), volatile)
+            sim_facts = server_facts({k: v for k, v in sim_doc.items() if k not in dropped})
+            real_facts = server_facts({k: v for k, v in real_doc.items() if k not in dropped})
+            yield from facts_differences(sim_facts, real_facts, volatile)
         return
     if isinstance(novasim.body, bytes) or isinstance(realnova.body, bytes):
         if type(novasim.body) is not type(realnova.body):

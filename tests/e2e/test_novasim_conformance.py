@@ -1,13 +1,11 @@
-"""novasim's fidelity, checked against the real Nova: one stateful sequence sent to both.
-
-Owns starting novasim for this module and sending tests/e2e/conformance_steps.py to novasim
-and realnova side by side; must never change either side's code nor hide a divergence that
-is not documented (with its reason) in conformance_steps.py.
+"""Owns novasim's conformance run: the conformance_steps sequence to novasim and realnova alike.
+Must never hide a divergence: only those documented (with a reason) in conformance_steps pass.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -29,6 +27,7 @@ from tests.e2e.conformance_steps import (
     STEPS,
     VIEW_VERSION,
     Base,
+    Difference,
     Observed,
     Step,
     differences,
@@ -46,10 +45,9 @@ from tests.support.processes import (
 MINIMUM_STEPS = 50
 SIM_SETTLE_DELAY = "0.3"  # novasim tasks last a moment too: both sides are polled alike
 SETTLE_TIMEOUT = 45.0  # one lab action (resize, shelve) settles in 1-5 s unless Nova is busy
-SEQUENCE_BUDGET = 240.0  # the whole sequence normally takes well under a minute
+SEQUENCE_BUDGET = 150.0  # the whole sequence takes 25-40 s; past this the rest is not run
 POLL_INTERVAL = 0.1
 REQUEST_TIMEOUT = 30.0
-Difference = tuple[str, Any, Any]
 
 
 @dataclass
@@ -192,17 +190,17 @@ async def _none() -> None:
 
 
 async def run_sequence(steps: Sequence[Step], sim: Side, real: Side) -> list[Outcome]:
-    """Every step to both sides at once; each settled before the next. Bounded in time."""
+    """Every step to both sides, each settled before the next; stops at the time budget."""
     outcomes: list[Outcome] = []
     deadline = time.monotonic() + SEQUENCE_BUDGET
     async with aiohttp.ClientSession() as session:
         for step in steps:
-            assert time.monotonic() < deadline, (
-                f"sequence over its {SEQUENCE_BUDGET:.0f}s budget before {step.describe()}"
-            )
-            sim_answer, real_answer = await asyncio.gather(
-                send(session, sim, step), send(session, real, step)
-            )
+            if time.monotonic() >= deadline:
+                break  # test_sequence_ran_to_the_end reports the steps that did not run
+            # realnova first: novasim's (shorter) task clock starts only once the lab answered,
+            # so a step that reads a transitional state sees it on both.
+            real_answer = await send(session, real, step)
+            sim_answer = await send(session, sim, step)
             if step is CREATE:
                 _adopt_created(sim, sim_answer)
                 _adopt_created(real, real_answer)
@@ -223,9 +221,14 @@ def _adopt_created(side: Side, answer: Observed) -> None:
 
 
 async def _remove(side: Side) -> None:
-    """Best effort after a broken run: unlock and delete as admin, not waiting for it."""
+    """Unlock and delete as admin, best effort, not waiting: a broken run leaves nothing behind."""
     if not side.server_id:
         return
+    with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+        await _unlock_and_delete(side)
+
+
+async def _unlock_and_delete(side: Side) -> None:
     async with aiohttp.ClientSession() as session:
         for step in (
             Step(
@@ -355,7 +358,11 @@ def test_documented_divergences_still_hold(conformance: list[Outcome]) -> None:
 
 
 def test_sequence_ran_to_the_end(conformance: list[Outcome]) -> None:
-    """Every step ran, and the conformance server is gone from both at the end."""
-    assert [outcome.step for outcome in conformance] == STEPS
+    """Every step ran within the budget, and the conformance server is gone from both."""
+    ran = len(conformance)
+    assert ran == len(STEPS), (
+        f"only {ran} of {len(STEPS)} steps ran within {SEQUENCE_BUDGET:.0f}s; next: "
+        f"{STEPS[ran].describe()}"
+    )
     after_delete = conformance[-2]
     assert (after_delete.novasim.status, after_delete.realnova.status) == (404, 404)

@@ -20,12 +20,11 @@ async def post_action(
 ) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     sent = {"X-Auth-Token": token, "Content-Type": "application/json", **headers}
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{gateway}/v2.1/servers/{server_id}/action", data=data, headers=sent
-        ) as response:
-            text = await response.text()
-            return response.status, (json.loads(text) if text else {})
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{gateway}/v2.1/servers/{server_id}/action", data=data, headers=sent
+    ) as response:
+        text = await response.text()
+        return response.status, (json.loads(text) if text else {})
 
 
 @pytest.fixture
@@ -47,8 +46,9 @@ async def test_other_project_is_404_and_not_forwarded(gate: tuple[str, SimUpstre
     server = sim.make_server(project_id="p1")
     status, body = await post_action(gateway, server, {"pause": None}, token="eve:p2")
     assert status == 404
-    assert body == {"itemNotFound": {"code": 404,
-                                     "message": f"Instance {server} could not be found."}}
+    assert body == {
+        "itemNotFound": {"code": 404, "message": f"Instance {server} could not be found."}
+    }
     assert sim.actions_received(server) == []
 
 
@@ -62,9 +62,17 @@ async def test_reader_is_403_whatever_headers_it_sends(gate: tuple[str, SimUpstr
     gateway, sim = gate
     server = sim.make_server(project_id="p1")
     status, body = await post_action(
-        gateway, server, {"pause": None}, token="carol:p1:reader",
-        **{"X-Roles": "admin", "X-Is-Admin-Project": "True", "X_Roles": "admin",
-           "x-project-id": "p1", "OpenStack-System-Scope": "all"},
+        gateway,
+        server,
+        {"pause": None},
+        token="carol:p1:reader",
+        **{
+            "X-Roles": "admin",
+            "X-Is-Admin-Project": "True",
+            "X_Roles": "admin",
+            "x-project-id": "p1",
+            "OpenStack-System-Scope": "all",
+        },
     )
     assert status == 403
     assert body["forbidden"]["message"] == (
@@ -81,7 +89,10 @@ async def test_manager_may_migrate_member_may_not(gate: tuple[str, SimUpstream])
     status, _ = await post_action(gateway, server, {"migrate": None}, token="mgr:p1:manager")
     assert status == 202
     status, body = await post_action(
-        gateway, server, {"migrate": {"host": "compute2"}}, token="mgr:p1:manager",
+        gateway,
+        server,
+        {"migrate": {"host": "compute2"}},
+        token="mgr:p1:manager",
         **{"OpenStack-API-Version": "compute 2.56"},
     )
     assert status == 403 and "migrate:host" in body["forbidden"]["message"]
@@ -91,8 +102,10 @@ async def test_locked_server_refuses_members_but_not_admins(gate: tuple[str, Sim
     gateway, sim = gate
     server = sim.make_server(project_id="p1", locked_by="owner")
     status, body = await post_action(gateway, server, {"pause": None})
-    assert (status, body) == (409, {"conflictingRequest": {
-        "code": 409, "message": f"Instance {server} is locked"}})
+    assert (status, body) == (
+        409,
+        {"conflictingRequest": {"code": 409, "message": f"Instance {server} is locked"}},
+    )
     assert sim.actions_received(server) == []
     status, _ = await post_action(gateway, server, {"pause": None}, token="admin:admin")
     assert status == 202
@@ -127,12 +140,12 @@ async def test_admin_lock_found_in_the_instance_action_log(gate: tuple[str, SimU
     gateway, sim = gate
     server = sim.make_server(project_id="p1")
     # Locked behind the gateway's back: the gateway has no record and must ask Nova.
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{sim.url}/servers/{server}/action", json={"lock": None},
-            headers={"X-Auth-Token": "admin:admin"},
-        ) as response:
-            assert response.status == 202
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{sim.url}/servers/{server}/action",
+        json={"lock": None},
+        headers={"X-Auth-Token": "admin:admin"},
+    ) as response:
+        assert response.status == 202
     status, body = await post_action(gateway, server, {"unlock": None})
     assert status == 403 and "unlock_override" in body["forbidden"]["message"]
 
@@ -142,14 +155,19 @@ async def test_state_preconditions(gate: tuple[str, SimUpstream]) -> None:
     server = sim.make_server(project_id="p1", vm_state="active")
     status, body = await post_action(gateway, server, {"unpause": None})
     assert (status, body["conflictingRequest"]["message"]) == (
-        409, f"Cannot 'unpause' instance {server} while it is in vm_state active")
+        409,
+        f"Cannot 'unpause' instance {server} while it is in vm_state active",
+    )
     status, body = await post_action(gateway, server, {"os-start": None})
     assert body["conflictingRequest"]["message"] == (
-        f"Cannot 'start' instance {server} while it is in vm_state active")
+        f"Cannot 'start' instance {server} while it is in vm_state active"
+    )
     never_booted = sim.make_server(project_id="p1", vm_state="stopped", launched_at=None)
     status, body = await post_action(gateway, never_booted, {"os-start": None})
     assert (status, body["conflictingRequest"]["message"]) == (
-        409, f"Instance {never_booted} is in an invalid state for 'start'")
+        409,
+        f"Instance {never_booted} is in an invalid state for 'start'",
+    )
     assert sim.actions_received(server) == [] and sim.actions_received(never_booted) == []
 
 
@@ -165,23 +183,22 @@ async def test_reboot_state_depends_on_type(gate: tuple[str, SimUpstream]) -> No
 async def test_lock_is_checked_before_state(gate: tuple[str, SimUpstream]) -> None:
     gateway, sim = gate
     server = sim.make_server(project_id="p1", vm_state="active", locked_by="owner")
-    status, body = await post_action(gateway, server, {"unpause": None})
+    _status, body = await post_action(gateway, server, {"unpause": None})
     assert body["conflictingRequest"]["message"] == f"Instance {server} is locked"
 
 
 async def test_url_project_must_be_the_tokens(gate: tuple[str, SimUpstream]) -> None:
     gateway, sim = gate
     server = sim.make_server(project_id="p1")
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{gateway}/v2.1/0abc/servers/{server}/action", json={"pause": None},
-            headers={"X-Auth-Token": "alice:p1"},
-        ) as response:
-            body = await response.json()
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{gateway}/v2.1/0abc/servers/{server}/action",
+        json={"pause": None},
+        headers={"X-Auth-Token": "alice:p1"},
+    ) as response:
+        body = await response.json()
     assert response.status == 400
     assert body["badRequest"]["message"] == (
-        "Malformed request URL: URL's project_id '0abc' doesn't match "
-        "Context's project_id 'p1'"
+        "Malformed request URL: URL's project_id '0abc' doesn't match Context's project_id 'p1'"
     )
 
 
@@ -198,12 +215,11 @@ async def test_system_scoped_token_is_refused_by_project_rules(
 async def test_no_token_is_401(gate: tuple[str, SimUpstream]) -> None:
     gateway, sim = gate
     server = sim.make_server(project_id="p1")
-    async with aiohttp.ClientSession() as session:
-        async with session.post(
-            f"{gateway}/v2.1/servers/{server}/action", json={"pause": None}
-        ) as response:
-            assert response.status == 401
-            assert (await response.json())["unauthorized"]["code"] == 401
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{gateway}/v2.1/servers/{server}/action", json={"pause": None}
+    ) as response:
+        assert response.status == 401
+        assert (await response.json())["unauthorized"]["code"] == 401
 
 
 async def test_delete_is_lock_checked(gate: tuple[str, SimUpstream]) -> None:
@@ -233,7 +249,7 @@ async def test_cache_is_invalidated_by_forwarded_actions(
 async def test_server_lookup_failure_is_503(start_gateway: Any, fake_upstream: Any) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
-    status, body = await post_action(
+    status, _body = await post_action(
         gateway, "some-id", {"pause": None}, **{"X-Reply-Status": "500"}
     )
     # The fake upstream answers the lookup with an echo document, not a server.

@@ -23,9 +23,17 @@ async def start_gateway_process(
     config_file = tmp_path / "gateway.conf"
     config_file.write_text(config_text + "\n[identity]\nmode = noauth\nallow_noauth = true\n")
     argv = [
-        sys.executable, "-m", "gateway", "--config-file", str(config_file),
-        "--upstream-url", upstream_url,
-        "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}",
+        sys.executable,
+        "-m",
+        "gateway",
+        "--config-file",
+        str(config_file),
+        "--upstream-url",
+        upstream_url,
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+        "--admin-listen",
+        f"127.0.0.1:{free_port()}",
         *extra,
     ]
     # The upstream runs on this event loop: wait for READY off the loop.
@@ -57,9 +65,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
     try:
         before = len(upstream.received)
         session = aiohttp.ClientSession(headers={"X-Auth-Token": "alice:p1"})
-        held = [
-            asyncio.create_task(session.get(f"{api}/v2.1/hold")) for _ in range(IN_FLIGHT)
-        ]
+        held = [asyncio.create_task(session.get(f"{api}/v2.1/hold")) for _ in range(IN_FLIGHT)]
         await upstream.wait_for(before + IN_FLIGHT)
         process._popen.send_signal(signal.SIGTERM)
         await wait_for_log(process, "worker_draining")

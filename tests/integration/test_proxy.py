@@ -14,7 +14,9 @@ import pytest
 from tests.integration.upstream import FakeUpstream
 from tests.support.gateway import admin_url, base_url
 
-REQUEST_ID = re.compile(r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+REQUEST_ID = re.compile(
+    r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
+)
 
 
 async def send(
@@ -37,8 +39,12 @@ async def test_every_method_and_path_is_proxied_unchanged(
         f"{gateway}/v2.1/servers/abc/metadata/my%20key?limit=2&marker=x",
         method,
         data=body or None,
-        headers={"X-Reply-Status": "418", "X-Custom": "kept", "X-Auth-Token": "t:p1",
-                 "Content-Type": "application/json"},
+        headers={
+            "X-Reply-Status": "418",
+            "X-Custom": "kept",
+            "X-Auth-Token": "t:p1",
+            "Content-Type": "application/json",
+        },
     )
     assert status == 418
     assert headers["X-Upstream"] == "yes"
@@ -64,9 +70,15 @@ async def test_hop_by_hop_headers_removed_both_ways(
     gateway = base_url(await start_gateway(url))
     status, headers, _ = await send(
         f"{gateway}/v2.1/servers",
-        headers={"Connection": "keep-alive, X-Drop-Me, X-Auth-Token", "X-Drop-Me": "1",
-                 "X-Auth-Token": "t:p1", "TE": "trailers", "Keep-Alive": "timeout=5",
-                 "Proxy-Authorization": "Basic x", "Upgrade": "websocket"},
+        headers={
+            "Connection": "keep-alive, X-Drop-Me, X-Auth-Token",
+            "X-Drop-Me": "1",
+            "X-Auth-Token": "t:p1",
+            "TE": "trailers",
+            "Keep-Alive": "timeout=5",
+            "Proxy-Authorization": "Basic x",
+            "Upgrade": "websocket",
+        },
     )
     assert status == 200
     sent = {key.lower() for key, _ in upstream.received[-1].headers}
@@ -82,9 +94,15 @@ async def test_forwarded_headers_replace_what_an_untrusted_client_sent(
 ) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
-    await send(f"{gateway}/v2.1/servers",
-               headers={"X-Forwarded-For": "6.6.6.6", "X-Forwarded-Host": "evil.example",
-                        "X-Forwarded-Proto": "https", "Forwarded": "for=6.6.6.6"})
+    await send(
+        f"{gateway}/v2.1/servers",
+        headers={
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Host": "evil.example",
+            "X-Forwarded-Proto": "https",
+            "Forwarded": "for=6.6.6.6",
+        },
+    )
     sent = dict((key.lower(), value) for key, value in upstream.received[-1].headers)
     host, port = gateway.removeprefix("http://").split(":")
     assert sent["x-forwarded-for"] == "127.0.0.1"
@@ -98,9 +116,14 @@ async def test_trusted_front_proxy_chain_is_kept(
 ) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url, gateway__trusted_proxies=["127.0.0.0/8"]))
-    await send(f"{gateway}/v2.1/servers",
-               headers={"X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https",
-                        "X-Forwarded-Host": "compute.example.com"})
+    await send(
+        f"{gateway}/v2.1/servers",
+        headers={
+            "X-Forwarded-For": "203.0.113.9",
+            "X-Forwarded-Proto": "https",
+            "X-Forwarded-Host": "compute.example.com",
+        },
+    )
     sent = dict((key.lower(), value) for key, value in upstream.received[-1].headers)
     assert sent["x-forwarded-for"] == "203.0.113.9, 127.0.0.1"
     assert sent["x-forwarded-proto"] == "https"
@@ -111,20 +134,22 @@ async def test_request_ids(fake_upstream: tuple[FakeUpstream, str], start_gatewa
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
     client_id = "req-0b0e8f4a-6c36-4d5e-9d8f-1a2b3c4d5e6f"
-    _, headers, _ = await send(f"{gateway}/v2.1/servers",
-                               headers={"X-OpenStack-Request-ID": client_id})
+    _, headers, _ = await send(
+        f"{gateway}/v2.1/servers", headers={"X-OpenStack-Request-ID": client_id}
+    )
     ours = headers["x-openstack-request-id"]
     assert REQUEST_ID.match(ours) and headers["x-compute-request-id"] == ours
     assert ours != client_id
     sent = dict((key.lower(), value) for key, value in upstream.received[-1].headers)
     assert sent["x-openstack-request-id"] == client_id  # the client's global id goes up
 
-    _, headers, _ = await send(f"{gateway}/v2.1/servers",
-                               headers={"X-OpenStack-Request-ID": "not-an-id"})
+    _, headers, _ = await send(
+        f"{gateway}/v2.1/servers", headers={"X-OpenStack-Request-ID": "not-an-id"}
+    )
     sent = dict((key.lower(), value) for key, value in upstream.received[-1].headers)
     assert sent["x-openstack-request-id"] == headers["x-openstack-request-id"]
 
-    status, headers, body = await send(f"{gateway}/v2.1//servers")  # refused
+    status, headers, _body = await send(f"{gateway}/v2.1//servers")  # refused
     assert status == 400 and REQUEST_ID.match(headers["x-openstack-request-id"])
     assert headers["x-compute-request-id"] == headers["x-openstack-request-id"]
 
@@ -134,9 +159,13 @@ async def test_concrete_microversion_is_forwarded(
 ) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
-    await send(f"{gateway}/v2.1/servers",
-               headers={"OpenStack-API-Version": "volume 3.0, compute latest",
-                        "X-OpenStack-Nova-API-Version": "2.5"})
+    await send(
+        f"{gateway}/v2.1/servers",
+        headers={
+            "OpenStack-API-Version": "volume 3.0, compute latest",
+            "X-OpenStack-Nova-API-Version": "2.5",
+        },
+    )
     sent = [(key.lower(), value) for key, value in upstream.received[-1].headers]
     assert ("openstack-api-version", "compute 2.104") in sent
     assert ("x-openstack-nova-api-version", "2.104") in sent
@@ -221,8 +250,9 @@ async def test_pool_exhausted_is_503_with_retry_after(
 ) -> None:
     upstream, url = fake_upstream
     gateway = base_url(
-        await start_gateway(url, upstream__pool_size=1, upstream__pool_wait=0.2,
-                            upstream__pool_retry_after=2)
+        await start_gateway(
+            url, upstream__pool_size=1, upstream__pool_wait=0.2, upstream__pool_retry_after=2
+        )
     )
     before = len(upstream.received)
     held = asyncio.create_task(send(f"{gateway}/v2.1/hold"))
@@ -260,7 +290,7 @@ async def test_version_range_is_read_from_the_upstream(
     _, url = fake_upstream
     listeners = await start_gateway(url, upstream__max_version="2.90")
     gateway = base_url(listeners)
-    status, headers, body = await send(
+    status, _headers, body = await send(
         f"{gateway}/v2.1/servers", headers={"OpenStack-API-Version": "compute 2.91"}
     )
     assert status == 406

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import socket
 import sys
 import time
@@ -76,6 +78,21 @@ def novasim() -> Iterator[tuple[str, str]]:
         yield process.url, server
     finally:
         process.stop()
+
+
+def children_of(pid: int) -> list[int]:
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def shared_redis(prefix: str) -> dict[str, Any]:
+    # Counting is what these tests are about: a timeout generous enough that a loaded
+    # machine's event-loop lag never reads as a Redis outage (outages are tested apart).
+    return {
+        "storage_url": f"async+redis://{REDIS_HOST}:{REDIS_PORT}/0",
+        "key_prefix": prefix,
+        "storage_timeout": 0.5,
+    }
 
 
 @dataclass
@@ -185,8 +202,7 @@ async def test_two_gateways_share_one_limit_through_redis(
     novasim: tuple[str, str], redis_prefix: str, tmp_path: Path, gateways: list[Gateway]
 ) -> None:
     upstream, server = novasim
-    shared = {"rate_limit": {"storage_url": f"async+redis://{REDIS_HOST}:{REDIS_PORT}/0",
-                             "key_prefix": redis_prefix}}  # fmt: skip
+    shared = {"rate_limit": shared_redis(redis_prefix)}
     first, second = await asyncio.gather(
         start_gateway(tmp_path, upstream, shared), start_gateway(tmp_path, upstream, shared)
     )
@@ -197,6 +213,7 @@ async def test_two_gateways_share_one_limit_through_redis(
     )
     admitted = [a for a in answers if a.status != 429]
     refused = [a for a in answers if a.status == 429]
+    await metrics_settle([first, second], "nova_gateway_rate_limit_storage_errors_total", 0)
     assert abs(len(admitted) - LIMIT) <= 1, [a.status for a in answers]
     assert {a.status for a in admitted} == {202}
     for answer in admitted:
@@ -334,8 +351,7 @@ async def test_metrics_add_up_across_two_workers(
     gateway = await start_gateway(
         tmp_path,
         upstream,
-        {"rate_limit": {"storage_url": f"async+redis://{REDIS_HOST}:{REDIS_PORT}/0",
-                        "key_prefix": redis_prefix}},
+        {"rate_limit": shared_redis(redis_prefix)},
         "--workers", "2",
     )  # fmt: skip
     gateways.append(gateway)
@@ -382,3 +398,19 @@ async def test_metrics_add_up_across_two_workers(
     assert total(scraped, "nova_gateway_build_info") == 1  # livemax over the workers
     assert total(scraped, "nova_gateway_policy_last_reload_ok") == 1
     assert total(scraped, "nova_gateway_rate_limit_breaker_open") == 0
+
+    # A worker that dies takes its live gauges along, never its counts.
+    workers = children_of(gateway.process.pid)
+    assert len(workers) == 2
+    os.kill(workers[0], signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    while (
+        workers[0] in children_of(gateway.process.pid) or len(children_of(gateway.process.pid)) < 2
+    ):
+        assert time.monotonic() < deadline, "the supervisor did not replace the worker"
+        await asyncio.sleep(0.1)
+    await metrics_settle(
+        [gateway], "nova_gateway_requests_total", 6, action="none", decision="allow", status="200"
+    )
+    await metrics_settle([gateway], "nova_gateway_request_duration_seconds_count", 15)
+    assert total(await gateway.metrics(), "nova_gateway_build_info") == 1

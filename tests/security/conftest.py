@@ -19,6 +19,7 @@ from tests.integration.conftest import (  # noqa: F401  (fixtures used by the te
     start_gateway,
 )
 from tests.security.lab import (
+    IMPATIENT_BODY_TIMEOUT,
     LAB_TOKENS,
     FakeKeystone,
     JwtIssuer,
@@ -95,5 +96,24 @@ async def any_lab(
     """The gateway in each identity mode in turn, in front of a fresh novasim."""
     async for opened in open_lab(
         request.param, novasim_upstream, start_gateway, jwt_issuer, nova_defaults_policy_dir
+    ):
+        yield opened
+
+
+@pytest.fixture
+async def impatient_lab(
+    novasim_upstream: SimUpstream,  # noqa: F811
+    start_gateway: Any,  # noqa: F811
+    jwt_issuer: JwtIssuer,
+    nova_defaults_policy_dir: str,
+) -> AsyncIterator[Lab]:
+    """The noauth lab with a short request-body deadline, for slow-loris clients."""
+    async for opened in open_lab(
+        "noauth",
+        novasim_upstream,
+        start_gateway,
+        jwt_issuer,
+        nova_defaults_policy_dir,
+        limits__request_body_timeout=IMPATIENT_BODY_TIMEOUT,
     ):
         yield opened

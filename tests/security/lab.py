@@ -20,6 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.identity import is_identity_header
+from novasim.recorder import RecordedRequest
 from tests.integration.conftest import SimUpstream
 from tests.security.wire import DEFAULT_TIMEOUT, Exchange, Header, Reply, exchange, request_bytes
 
@@ -30,6 +31,7 @@ SERVICE_PASSWORD = "lab-secret"
 JWT_ISSUER = "https://idp.security-lab"
 JWT_AUDIENCE = "nova-gateway"
 MODES = ("noauth", "jwt", "keystone")
+IMPATIENT_BODY_TIMEOUT = 0.5  # [limits] request_body_timeout of the slow-loris lab
 
 
 @dataclass(frozen=True)
@@ -177,11 +179,12 @@ class Lab:
         """A position in novasim's request record; pass it to ``forwarded``/``seen``."""
         return len(self.upstream.recorder)
 
-    def seen(self, since: int = 0) -> list[Any]:
+    def seen(self, since: int = 0) -> list[RecordedRequest]:
         """Every request novasim received since ``since``, the gateway's lookups included."""
-        return self.upstream.recorder.records()[since:]
+        records: list[RecordedRequest] = self.upstream.recorder.records()
+        return records[since:]
 
-    def forwarded(self, since: int = 0) -> list[Any]:
+    def forwarded(self, since: int = 0) -> list[RecordedRequest]:
         """Requests the gateway forwarded for clients since ``since`` (its lookups left out)."""
         return [record for record in self.seen(since) if not _own_request(record)]
 
@@ -213,7 +216,7 @@ class Lab:
         return sent.reply
 
 
-def _own_request(record: Any) -> bool:
+def _own_request(record: RecordedRequest) -> bool:
     """The gateway's server lookups and version-document reads, not a client's request."""
     if record.header("X-Auth-Token") == SERVICE_TOKEN:
         return True
@@ -222,7 +225,7 @@ def _own_request(record: Any) -> bool:
     )
 
 
-def identity_headers_in(records: Sequence[Any]) -> list[tuple[str, str, str]]:
+def identity_headers_in(records: Sequence[RecordedRequest]) -> list[tuple[str, str, str]]:
     """(path, name, value) of every identity or underscore header that reached novasim."""
     return [
         (record.path, name, value)

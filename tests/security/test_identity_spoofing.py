@@ -53,7 +53,9 @@ JSON = ("Content-Type", "application/json")
 
 
 def pause_request(server: str, token: str, extra: list[Header]) -> bytes:
-    return request_bytes("POST", ACTION_PATH.format(server), [("X-Auth-Token", token), JSON, *extra], PAUSE)
+    return request_bytes(
+        "POST", ACTION_PATH.format(server), [("X-Auth-Token", token), JSON, *extra], PAUSE
+    )
 
 
 @pytest.mark.parametrize(("name", "value"), SPOOFS, ids=[name for name, _ in SPOOFS])
@@ -64,14 +66,20 @@ async def test_spoofed_header_changes_no_decision(any_lab: Lab, name: str, value
     server = lab.server("p1")
     for spelled in spellings(name):
         mark = lab.mark()
-        as_reader = (await lab.send(pause_request(server, lab.tokens.reader, [(spelled, value)]))).reply
+        as_reader = (
+            await lab.send(pause_request(server, lab.tokens.reader, [(spelled, value)]))
+        ).reply
         assert as_reader.status == 403, (spelled, as_reader.body)
         assert as_reader.json()["forbidden"]["message"] == (
             "Policy doesn't allow os_compute_api:os-pause-server:pause to be performed."
         )
-        as_other = (await lab.send(pause_request(server, lab.tokens.other, [(spelled, value)]))).reply
+        as_other = (
+            await lab.send(pause_request(server, lab.tokens.other, [(spelled, value)]))
+        ).reply
         assert as_other.status == 404, (spelled, as_other.body)
-        assert as_other.json()["itemNotFound"]["message"] == f"Instance {server} could not be found."
+        assert (
+            as_other.json()["itemNotFound"]["message"] == f"Instance {server} could not be found."
+        )
         assert lab.forwarded(mark) == [], spelled
         assert identity_headers_in(lab.seen(mark)) == [], spelled
     assert lab.actions_run(server) == []

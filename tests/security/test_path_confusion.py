@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tests.security.lab import ACTION_PATH, Lab
+from tests.security.lab import Lab
 from tests.security.wire import request_bytes
 
 PAUSE = b'{"pause": null}'

@@ -8,6 +8,7 @@ re-encoded unless the caller asks) nor wait on a socket without a deadline.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -155,7 +156,7 @@ async def read_reply(reader: asyncio.StreamReader, *, head: bool = False) -> Rep
             return None
         raise AssertionError(f"answer cut off in its head: {exc.partial[:200]!r}") from None
     status_line, _, rest = block.partition(b"\r\n")
-    version, status, reason = (status_line.decode("latin-1").split(" ", 2) + [""])[:3]
+    version, status, reason = ([*status_line.decode("latin-1").split(" ", 2), ""])[:3]
     headers = _header_pairs(rest)
     reply = Reply(version, int(status), reason, headers, b"")
     code = reply.status
@@ -215,10 +216,8 @@ async def exchange(
         closed = True
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(TimeoutError, ConnectionError):
             await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT)
-        except (TimeoutError, ConnectionError):
-            pass
     return Exchange(tuple(read), timed_out, closed)
 
 

@@ -111,8 +111,14 @@ def test_values_round_trip() -> None:
 
 @pytest.mark.parametrize(
     "content_type",
-    [None, "", "text/plain", "application/json", "application/json; charset=UTF-8",
-     "application/vnd.openstack.compute+json"],
+    [
+        None,
+        "",
+        "text/plain",
+        "application/json",
+        "application/json; charset=UTF-8",
+        "application/vnd.openstack.compute+json",
+    ],
 )
 def test_content_types_nova_accepts(content_type: str | None) -> None:
     check_content_type(content_type)

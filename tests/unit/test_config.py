@@ -17,9 +17,19 @@ REPO = Path(__file__).resolve().parents[2]
 def test_sample_config_is_not_stale(tmp_path: Path) -> None:
     fresh = tmp_path / "sample.conf"
     subprocess.run(
-        [sys.executable, "-m", "oslo_config.generator", "--namespace", "nova_gateway",
-         "--wrap-width", "79", "--output-file", str(fresh)],
-        check=True, cwd=REPO,
+        [
+            sys.executable,
+            "-m",
+            "oslo_config.generator",
+            "--namespace",
+            "nova_gateway",
+            "--wrap-width",
+            "79",
+            "--output-file",
+            str(fresh),
+        ],
+        check=True,
+        cwd=REPO,
     )
     committed = (REPO / "etc" / "nova-gateway.conf.sample").read_text()
     assert fresh.read_text() == committed, (
@@ -36,9 +46,16 @@ def write(tmp_path: Path, text: str) -> str:
 
 def test_file_and_flags(tmp_path: Path) -> None:
     conf = config.load(
-        ["--config-file", write(tmp_path, "[upstream]\nurl = http://nova:8774/v2.1\n"
-                                          "read_timeout = 7\n[gateway]\nworkers = 3\n"),
-         "--listen", "0.0.0.0:9000"]
+        [
+            "--config-file",
+            write(
+                tmp_path,
+                "[upstream]\nurl = http://nova:8774/v2.1\n"
+                "read_timeout = 7\n[gateway]\nworkers = 3\n",
+            ),
+            "--listen",
+            "0.0.0.0:9000",
+        ]
     )
     assert conf.upstream.url == "http://nova:8774/v2.1"
     assert conf.upstream.read_timeout == 7

@@ -11,11 +11,24 @@ from gateway.faults import Fault, render_fault
 
 @pytest.mark.parametrize(
     ("status", "name"),
-    [(400, "badRequest"), (401, "unauthorized"), (403, "forbidden"), (404, "itemNotFound"),
-     (405, "badMethod"), (409, "conflictingRequest"), (413, "overLimit"),
-     (415, "badMediaType"), (429, "overLimit"), (501, "notImplemented"),
-     (503, "serviceUnavailable"), (406, "computeFault"), (410, "computeFault"),
-     (500, "computeFault"), (502, "computeFault"), (504, "computeFault")],
+    [
+        (400, "badRequest"),
+        (401, "unauthorized"),
+        (403, "forbidden"),
+        (404, "itemNotFound"),
+        (405, "badMethod"),
+        (409, "conflictingRequest"),
+        (413, "overLimit"),
+        (415, "badMediaType"),
+        (429, "overLimit"),
+        (501, "notImplemented"),
+        (503, "serviceUnavailable"),
+        (406, "computeFault"),
+        (410, "computeFault"),
+        (500, "computeFault"),
+        (502, "computeFault"),
+        (504, "computeFault"),
+    ],
 )
 def test_names(status: int, name: str) -> None:
     assert json.loads(render_fault(status, "m")) == {name: {"code": status, "message": "m"}}

@@ -188,6 +188,7 @@ async def test_valid_token_becomes_credentials_and_is_cached(lab: Lab) -> None:
         assert await authenticator.authenticate(auth()) is credentials
     assert lab.keystone.validations == 1
     assert lab.keystone.issues == 1  # one service token for all of it
+    assert (authenticator.hits, authenticator.misses) == (5, 1)  # what the metrics read
 
 
 async def test_system_domain_and_admin_project_fields(lab: Lab) -> None:

@@ -453,6 +453,28 @@ def test_breaker_lets_one_probe_through_per_cooldown() -> None:
     assert breaker.allow()
     breaker.succeeded()
     assert breaker.allow() and breaker.allow() and not breaker.open
+    breaker.failed()
+    now[0] += 5.0
+    assert breaker.allow()
+    breaker.abandoned()  # the probe's client went away: the next caller probes instead
+    assert breaker.allow()
+
+
+async def test_unlimited_project_needs_no_storage(policy: PolicyEngine) -> None:
+    rules = parse_rules(
+        {
+            "rules": [{"name": "reads", "limit": "1/hour", "methods": ["GET"]}],
+            "overrides": {"p2": {"reads": "unlimited"}},
+        }
+    )
+    down = f"async+redis://127.0.0.1:{closed_port()}/0"
+    limiter = RateLimiter(rules, policy, storage_url=down, fail_closed=True)
+    try:
+        call = make_call("GET", "/v2.1/servers", OTHER_PROJECT)
+        await limiter.check(call)  # no 503: nothing to count for p2
+        assert call.rate_limit is None and limiter.storage_errors == 0
+    finally:
+        await limiter.close()
 
 
 def closed_port() -> int:
@@ -491,6 +513,21 @@ async def test_storage_down_choice_and_one_failure_per_cooldown(
                 await limiter.check(action_call("reboot"))
             assert error.value.reason == "rate_limit_unavailable"
             assert error.value.retry_after is not None and error.value.retry_after <= 30
+    finally:
+        await limiter.close()
+
+
+async def test_storage_down_at_start_opens_the_breaker(policy: PolicyEngine) -> None:
+    limiter = RateLimiter(
+        parse_rules(RULES), policy, storage_url=f"async+redis://127.0.0.1:{closed_port()}/0"
+    )
+    try:
+        await limiter.start()
+        assert limiter.breaker.open and limiter.storage_errors == 1
+        call = action_call("reboot")
+        await limiter.check(call)
+        assert call.rate_limit == "storage_down_open"
+        assert limiter.storage_errors == 1  # the first request did not wait for it
     finally:
         await limiter.close()
 

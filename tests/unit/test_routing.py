@@ -93,8 +93,12 @@ def test_other_api_paths_are_proxied() -> None:
     assert route_of("GET", "/").kind is RouteKind.VERSIONS
     assert route_of("GET", "/v2.1").kind is RouteKind.VERSION_DOCUMENT
     assert route_of("GET", "/v2.1/").kind is RouteKind.VERSION_DOCUMENT
-    for target in ("/v2.1/servers/detail?limit=1", "/v2.1/flavors",
-                   f"/v2.1/servers/{SID}/metadata/my%20key", "/v2.1/os-keypairs/a%20b"):
+    for target in (
+        "/v2.1/servers/detail?limit=1",
+        "/v2.1/flavors",
+        f"/v2.1/servers/{SID}/metadata/my%20key",
+        "/v2.1/os-keypairs/a%20b",
+    ):
         assert route_of("GET", target).kind is RouteKind.API
 
 
