@@ -2,11 +2,6 @@
 
 Owns timing those pieces (median of repeats) and the audit / rate-limit hooks; it must
 never change gateway behaviour nor reach beyond loopback (Redis at 127.0.0.1 only).
-
-    python -m bench.micro            # ~1-2 minutes
-    python -m bench.micro --quick    # ~30 seconds
-
-Writes Markdown tables to stdout and the numbers to bench/results/micro-<time>.json.
 """
 
 from __future__ import annotations
@@ -25,6 +20,7 @@ import random
 import secrets
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -51,6 +47,12 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
 LOOPBACK = "127.0.0.1"
 REDIS_URL = "async+redis://127.0.0.1:6379"
+USAGE = """\
+  python -m bench.micro            # ~1.5-3 minutes
+  python -m bench.micro --quick    # ~1 minute
+
+Writes Markdown tables to stdout and the numbers to bench/results/micro-<time>.json.
+"""
 MAX_NUMBER = 1 << 20
 T = TypeVar("T")  # calibration never runs a statement more than this per repeat
 
@@ -1023,6 +1025,28 @@ async def bench_pipeline(settings: Settings) -> tuple[list[str], dict[str, Any]]
 # -- command line ------------------------------------------------------------------------
 
 
+def _git_revision() -> str:
+    """HEAD's short hash, +dirty when the work tree differs (the gateway moves fast)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return (head or "unknown") + ("+dirty" if dirty else "")
+
+
 def _quiet_logs() -> None:
     # Gateway log lines go to stderr (as in production), warnings and up only, so the
     # tables on stdout stay clean; in-process the aiohttp access log is off.
@@ -1055,6 +1079,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m bench.micro",
         description=__doc__,
+        epilog=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats and requests")
@@ -1077,7 +1102,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"## nova-gateway micro benchmarks ({started:%Y-%m-%d %H:%M:%S}, "
         f"{'quick' if args.quick else 'full'})",
         "",
-        f"Python {platform.python_version()}, aiohttp {aiohttp.__version__}, nproc "
+        f"Gateway {_git_revision()}. Python {platform.python_version()}, aiohttp "
+        f"{aiohttp.__version__}, nproc "
         f"{os.cpu_count()}. CPU µs per call = this thread's CPU time, median over "
         f"{settings.repeat} repeats (each ~{settings.target * 1000:.0f} ms of back-to-back "
         "calls); spread = (max-min)/median; wall = the same calls by the clock (it also "
@@ -1099,6 +1125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     path = args.results_dir / f"micro-{started:%Y%m%d-%H%M%S}.json"
     document = {
         "started": started.isoformat(timespec="seconds"),
+        "git": _git_revision(),
         "mode": "quick" if args.quick else "full",
         "settings": asdict(settings),
         "body": [asdict(m) for m in body],

@@ -2,11 +2,6 @@
 
 Owns one run (start the servers, rotate the rows over repetitions, measure, report); it
 must never aim at anything but 127.0.0.1 nor leave a process it started running.
-
-    python -m bench.run            # ~4-5 minutes: lock + show, 3 reps, then fixed-rate latency
-    python -m bench.run --quick    # ~1 minute: lock only
-
-Writes a Markdown report to stdout and the raw samples to bench/results/run-<time>.json.
 """
 
 from __future__ import annotations
@@ -39,6 +34,13 @@ from bench.tools import Tools, locate, nginx_command
 ROWS = ("direct", "nginx", "gateway-1w", "gateway-2w")
 START_TIMEOUT_SECONDS = 60.0
 RESULTS_DIR = REPO / "bench" / "results"
+USAGE = """\
+  python -m bench.run            # ~4-5 minutes: lock + show, 3 reps, then fixed-rate latency
+  python -m bench.run --quick    # ~1-1.5 minutes: lock only
+
+Writes a Markdown report to stdout (progress on stderr) and the raw samples to
+bench/results/run-<time>.json.
+"""
 
 
 @dataclass(frozen=True)
@@ -555,6 +557,10 @@ def report(bench: Bench, meta: dict[str, Any]) -> str:
         f"{args.warmup:g} s warm-up + {args.seconds:g} s measured per sample, {args.reps} reps, "
         "row order rotated per rep; medians over reps.",
         "",
+        f"Gateway {meta['git']}; {meta['nginx']}; {meta['wrk'].split(' [')[0]}. novasim is a "
+        "Python process, so direct and nginx are bounded by it (see SUT cores): compare the "
+        "gateway with them through CPU µs/req, not req/s.",
+        "",
         "SUT CPU µs/req = utime+stime of the SUT's process group (/proc) ÷ requests (for "
         "direct the SUT is novasim). CPU-ratio vs nginx = nginx CPU µs/req ÷ row CPU µs/req. "
         "Ratios are medians of same-rep pairs. Foreign CPU = machine CPU used by processes "
@@ -616,6 +622,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench.run",
         description=__doc__,
+        epilog=USAGE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="~1 minute: lock only, 3 s samples")

@@ -3,6 +3,10 @@
 Owns sealing (``seq``, ``prev`` = SHA-256 of the previous line, ``hmac`` = HMAC-SHA256
 over the canonical JSON of the record without ``hmac``) and verification of sealed lines;
 it must never write a file, nor keep the key anywhere but in memory.
+
+A line is the canonical JSON of the record without ``hmac`` (sorted keys, no spaces,
+ASCII), with ``"hmac":"<hex>"`` appended as its last member: the sealed bytes are the
+line's own bytes, rendered once.
 """
 
 from __future__ import annotations
@@ -39,8 +43,19 @@ def line_hash(line: str) -> str:
     return hashlib.sha256(line.encode("ascii")).hexdigest()
 
 
-def seal_of(key: bytes, unsealed: Mapping[str, Any]) -> str:
-    return hmac.new(key, canonical(unsealed).encode("ascii"), hashlib.sha256).hexdigest()
+def mac_of(key: bytes, unsealed_text: str) -> str:
+    return hmac.new(key, unsealed_text.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def with_seal(unsealed_text: str, mac: str) -> str:
+    """The line: the unsealed canonical JSON with ``hmac`` appended as its last member."""
+    return f'{unsealed_text[:-1]},"hmac":"{mac}"}}'
+
+
+def line_of(sealed: Mapping[str, Any]) -> str:
+    """The line of a sealed record (e.g. a notification payload), to verify it."""
+    unsealed = {key: value for key, value in sealed.items() if key != "hmac"}
+    return with_seal(canonical(unsealed), str(sealed.get("hmac")))
 
 
 class KeyFileError(Exception):
@@ -82,14 +97,9 @@ class Chain:
         """The sealed record and its line (no newline); the chain moves on to it."""
         sealed = {key: value for key, value in record.items() if key not in CHAIN_FIELDS}
         sealed.update(chain=self.chain_id, seq=self.seq + 1, prev=self.last_hash)
-        # Serialised once, in the two halves the sorted keys put around "hmac": the
-        # sealed text and the line are then joined, not rendered twice.
-        head = canonical({k: v for k, v in sealed.items() if k < "hmac"})[1:-1]
-        tail = canonical({k: v for k, v in sealed.items() if k > "hmac"})[1:-1]
-        unsealed = "{" + ",".join(part for part in (head, tail) if part) + "}"
-        sealed["hmac"] = hmac.new(self.key, unsealed.encode("ascii"), hashlib.sha256).hexdigest()
-        line = "{" + ",".join(part for part in (head, f'"hmac":"{sealed["hmac"]}"', tail) if part)
-        line += "}"
+        unsealed = canonical(sealed)
+        sealed["hmac"] = mac_of(self.key, unsealed)
+        line = with_seal(unsealed, sealed["hmac"])
         self.seq += 1
         self.last_hash = line_hash(line)
         return sealed, line
@@ -153,11 +163,11 @@ def read_entry(where: Where, text: str, key: bytes) -> Entry:
         return Entry(where, None, None, None, _safe_hash(line), False, None)
     seq = document.get("seq")
     claimed = document.get("hmac")
-    unsealed = {k: v for k, v in document.items() if k != "hmac"}
+    unsealed = canonical({k: v for k, v in document.items() if k != "hmac"})
     sealed = (
         isinstance(claimed, str)
-        and canonical(document) == line  # any byte outside the parsed value is tampering
-        and hmac.compare_digest(claimed, seal_of(key, unsealed))
+        and with_seal(unsealed, claimed) == line  # any other byte is tampering
+        and hmac.compare_digest(claimed, mac_of(key, unsealed))
     )
     chain = document.get("chain")
     return Entry(

@@ -33,6 +33,8 @@ CONTROL_EVENT_TYPE = "nova_gateway.audit.chain"
 ALERT_EVERY_SECONDS = 10.0  # a failing sink is reported once, then at most this often
 BACKPRESSURE_POLL_SECONDS = 0.005
 SPILL_LOCK_SECONDS = 5.0
+LINGER_SECONDS = 0.005  # how long a woken writer waits for more records to batch
+YIELD_EVERY = 4  # records sealed between two GIL releases in a burst
 
 
 def unavailable() -> Fault:
@@ -105,7 +107,11 @@ class SinkWorker:
 
     def put(self, record: dict[str, Any]) -> None:
         self._queue.append(record)  # deque.append is atomic: no lock on the loop
-        self._wake.set()
+        if len(self._queue) == 1:
+            # Only the first record after the writer emptied the queue wakes it: while
+            # it drains, it takes what arrives without being told (a wake-up per record
+            # would cost the loop a lock and the writer a GIL hand-over each time).
+            self._wake.set()
 
     def depth(self) -> int:
         return len(self._queue) + len(self._batch)
@@ -144,8 +150,9 @@ class SinkWorker:
         while not self._abandon.is_set():
             if backoff:
                 self._abandon.wait(backoff)  # keep retrying; only abandon cuts it short
-            else:
-                self._wake.wait(self._tick_interval)
+            elif self._wake.wait(self._tick_interval) and not self._stopping:
+                # Let a few more records arrive: one batch, one write, one fsync.
+                time.sleep(LINGER_SECONDS)
             self._wake.clear()
             with self._lock:
                 if self._abandon.is_set():
@@ -173,9 +180,10 @@ class SinkWorker:
             if not self._batch:
                 while self._queue and len(self._batch) < self.sink.batch_size:
                     self._batch.append(self._seal(self._queue.popleft()))
-                    # Sealing is pure CPU under the GIL: let the event loop in between
-                    # records, or a burst would hold it for a whole switch interval.
-                    time.sleep(0)
+                    if len(self._batch) % YIELD_EVERY == 0:
+                        # Sealing is pure CPU under the GIL: let the event loop in now
+                        # and then, or a burst would hold it for a switch interval.
+                        time.sleep(0)
             try:
                 if not self._batch:
                     self.sink.tick()

@@ -14,6 +14,7 @@ from typing import Protocol
 
 import structlog
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway import body, gates, microversion, routing
 from gateway.audit_trail import AuditTrail
@@ -66,7 +67,10 @@ async def receive_body(gate: Gate, call: Call, request: web.BaseRequest) -> None
     """Nova's sizelimit runs first, before authentication; compressed bodies are refused."""
     if request.content_length is not None and request.content_length > gate.max_body:
         raise _too_large(gate)
-    body.check_content_encoding(request.headers.get("Content-Encoding"))
+    # Every line: aiohttp's parser decodes by the last, so checking only the first would
+    # let "identity" + "gzip" through, inflated behind the gate's back (or a 500).
+    for encoding in request.headers.getall("Content-Encoding", ()):
+        body.check_content_encoding(encoding)
     if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
         # The low-level server leaves Expect to us; answer it only once the size passed.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -90,6 +94,11 @@ async def receive_body(gate: Gate, call: Call, request: web.BaseRequest) -> None
             f"The request body did not arrive within {gate.body_timeout:g} seconds.",
             reason="body_timeout",
             version_headers=False,
+        ) from None
+    except RequestPayloadError:
+        # The client's framing or encoding broke off mid-body: its fault, not ours (no 500).
+        raise Fault(
+            400, "Malformed request body", reason="body_unreadable", version_headers=False
         ) from None
     call.body = b"".join(chunks)
 

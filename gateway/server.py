@@ -155,6 +155,11 @@ def run(conf: cfg.ConfigOpts, upstream_url: str, on_ready: Callable[[], None] | 
 def _spawn(conf: cfg.ConfigOpts, upstream_url: str, ready_fd: int | None = None) -> int:
     pid = os.fork()
     if pid == 0:
+        # Drop the supervisor's relay handlers: until the worker's loop installs its
+        # own, SIGTERM simply ends it (it serves nothing yet) and SIGHUP is ignored.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         code = 0
 
         def tell_ready() -> None:
@@ -236,5 +241,6 @@ def _run_workers(
         if not stopping:
             log.error("worker_exited", pid=pid, status=os.waitstatus_to_exitcode(status))
             time.sleep(RESTART_BACKOFF_SECONDS)  # no event loop in the supervisor
-            children.add(_spawn(conf, upstream_url))
+            if not stopping:  # a SIGTERM may have arrived during the back-off
+                children.add(_spawn(conf, upstream_url))
     return 1 if failed and not stopping else 0

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.audit_chain import Where, canonical, read_entry, verify
+from gateway.audit_chain import Where, line_of, read_entry, verify
 from tests.conftest import skip_or_fail
 from tests.support.audit import (
     KEY,
@@ -94,7 +94,7 @@ def listener(url: str, topic: str) -> Iterator[Received]:
 
 
 def check_chain(payloads: list[dict[str, Any]]) -> Any:
-    lines = [canonical(payload) for payload in payloads]
+    lines = [line_of(payload) for payload in payloads]
     [report] = verify([read_entry(Where("bus", n + 1), line, KEY) for n, line in enumerate(lines)])
     return report
 

@@ -404,9 +404,11 @@ async def test_metrics_add_up_across_two_workers(
     assert len(workers) == 2
     os.kill(workers[0], signal.SIGKILL)
     deadline = time.monotonic() + 20
-    while (
-        workers[0] in children_of(gateway.process.pid) or len(children_of(gateway.process.pid)) < 2
-    ):
+    while True:  # until the replacement listens (stopping it earlier is another test)
+        replaced = set(children_of(gateway.process.pid)) - set(workers)
+        log = gateway.process.log_path.read_text()
+        if any(f'"pid": {pid}, "listen"' in log for pid in replaced):
+            break
         assert time.monotonic() < deadline, "the supervisor did not replace the worker"
         await asyncio.sleep(0.1)
     await metrics_settle(

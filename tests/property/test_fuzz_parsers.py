@@ -74,6 +74,9 @@ def _object_texts(draw: st.DrawFn) -> bytes:
 
 _bodies = (
     _object_texts()
+    | st.builds(
+        lambda key, value: json.dumps({key: value}).encode(), st.sampled_from(_ACTION_KEYS), _values
+    )
     | _values.map(lambda value: json.dumps(value).encode())
     | st.binary(max_size=64)
     | st.sampled_from(

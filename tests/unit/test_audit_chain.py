@@ -13,7 +13,7 @@ import pytest
 
 from gateway import audit_cli
 from gateway.audit import SCHEMA, timestamp
-from gateway.audit_chain import Chain, canonical, line_hash, read_files, verify
+from gateway.audit_chain import Chain, line_hash, line_of, read_files, verify
 from gateway.audit_trail import AuditTrail, build_audit_trail
 from tests.support.audit import KEY, audit_overrides, write_key
 from tests.support.gateway import gateway_conf
@@ -93,7 +93,7 @@ def test_altered_record_is_named(trail: tuple[list[Path], Path]) -> None:
     lines = path.read_text().splitlines()
     record = json.loads(lines[index])
     record["decision"]["outcome"] = "deny"
-    lines[index] = canonical(record)
+    lines[index] = line_of(record)  # well-formed, old seal
     rewrite(path, lines)
     code, out = run_verify(key_file, *files)
     assert code == 1
@@ -136,7 +136,7 @@ def test_forged_insertion_is_named(trail: tuple[list[Path], Path]) -> None:
     lines = path.read_text().splitlines()
     forged = json.loads(lines[index])
     forged["request_id"] = "req-forged"  # a plausible record without the key
-    lines.insert(index, canonical(forged))
+    lines.insert(index, line_of(forged))
     rewrite(path, lines)
     code, out = run_verify(key_file, *files)
     assert code == 1
@@ -239,7 +239,9 @@ def test_chain_seal_is_hmac_sha256_over_canonical_json() -> None:
     unsealed = {k: v for k, v in sealed.items() if k != "hmac"}
     body = json.dumps(unsealed, sort_keys=True, separators=(",", ":")).encode()
     assert sealed["hmac"] == hmac.new(KEY, body, hashlib.sha256).hexdigest()
-    assert line == json.dumps(sealed, sort_keys=True, separators=(",", ":"))
+    # The line is that same JSON with the seal appended as its last member.
+    assert line == body.decode()[:-1] + f',"hmac":"{sealed["hmac"]}"}}'
+    assert json.loads(line) == sealed
     assert (sealed["seq"], sealed["prev"]) == (1, "0" * 64)
     second, _ = chain.seal({"event": "y"})
     assert second["prev"] == hashlib.sha256(line.encode()).hexdigest()
