@@ -1,12 +1,7 @@
 """The tamper-evident chain: canonical JSON lines with a sequence number, a link and a seal.
 
-Owns sealing (``seq``, ``prev`` = SHA-256 of the previous line, ``hmac`` = HMAC-SHA256
-over the canonical JSON of the record without ``hmac``) and verification of sealed lines;
-it must never write a file, nor keep the key anywhere but in memory.
-
-A line is the canonical JSON of the record without ``hmac`` (sorted keys, no spaces,
-ASCII), with ``"hmac":"<hex>"`` appended as its last member: the sealed bytes are the
-line's own bytes, rendered once.
+Owns sealing records (``seq``, ``prev``, ``hmac``) and verifying sealed lines; it must
+never write a file, nor keep the key anywhere but in memory.
 """
 
 from __future__ import annotations
@@ -86,7 +81,13 @@ def load_key(path: str | os.PathLike[str]) -> bytes:
 
 @dataclass
 class Chain:
-    """One writer's chain: call ``seal`` once per record, in the order they are written."""
+    """One writer's chain: call ``seal`` once per record, in the order they are written.
+
+    A line is the canonical JSON of the record without ``hmac`` (sorted keys, no spaces,
+    ASCII) with ``"hmac":"<hex>"`` appended as its last member, ``hmac`` being
+    HMAC-SHA256 of that canonical JSON and ``prev`` the SHA-256 of the line before: the
+    sealed bytes are the line's own, rendered once.
+    """
 
     key: bytes
     chain_id: str

@@ -1,8 +1,7 @@
 """Where sealed audit lines go: an append-only file set, or oslo.messaging notifications.
 
-Owns the blocking I/O of each sink (open, append, fsync, rotate; publish); it must never
-run on the event loop (a writer thread calls it), nor drop or reorder a line it was given:
-``write`` either stores every line or raises with the stored prefix reported.
+Owns the blocking I/O of each sink (append, fsync, rotate; publish); it must never run on
+the event loop, nor drop or reorder a line (``write`` stores all, or says how many it did).
 """
 
 from __future__ import annotations

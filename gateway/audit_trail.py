@@ -1,8 +1,7 @@
 """The audit trail of one worker process: bounded queues, writer threads, health, admission.
 
-Owns taking records from the pipeline without blocking the event loop, back-pressure,
-fail-closed admission, retrying a failed sink until it recovers and the flush on
-shutdown; it must never drop a record it accepted, nor call a sink from the event loop.
+Owns queueing records, back-pressure, fail-closed admission, retries and the shutdown
+flush; it must never drop a record it accepted, nor call a sink from the event loop.
 """
 
 from __future__ import annotations

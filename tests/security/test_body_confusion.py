@@ -174,6 +174,31 @@ CASES: list[BodyCase] = [
         "identity-then-gzip", PLAIN_PAUSE, 415, headers=(("Content-Encoding", "identity, gzip"),)
     ),
     BodyCase("identity", PLAIN_PAUSE, PAUSED, headers=(("Content-Encoding", "identity"),)),
+    # Two lines: aiohttp's parser inflates by the last one, so every line is checked.
+    BodyCase(
+        "identity-line-then-gzip-line",
+        gzip.compress(PLAIN_PAUSE),
+        415,
+        headers=(("Content-Encoding", "identity"), ("Content-Encoding", "gzip")),
+    ),
+    BodyCase(
+        "identity-line-then-gzip-line-plain-body",
+        PLAIN_PAUSE,
+        415,
+        headers=(("Content-Encoding", "identity"), ("Content-Encoding", "gzip")),
+    ),
+    BodyCase(
+        "gzip-line-then-identity-line",
+        gzip.compress(PLAIN_PAUSE),
+        415,
+        headers=(("Content-Encoding", "gzip"), ("Content-Encoding", "identity")),
+    ),
+    BodyCase(
+        "identity-twice",
+        PLAIN_PAUSE,
+        PAUSED,
+        headers=(("Content-Encoding", "identity"), ("Content-Encoding", "identity")),
+    ),
     # Size: Nova's sizelimit (114688), before authentication.
     BodyCase("over-the-limit", _padded(LIMIT + 1), 413),
     BodyCase("at-the-limit", _padded(LIMIT), PAUSED),

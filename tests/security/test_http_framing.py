@@ -484,6 +484,31 @@ async def test_endless_chunks_are_cut_off(impatient_lab: Lab) -> None:
     assert lab.forwarded(mark) == []
 
 
+@pytest.mark.parametrize(
+    "broken",
+    [
+        b"f\n" + PAUSE + b"\r\n0\r\n\r\n",  # bare LF after the size
+        b"f;a=b\n" + PAUSE + b"\r\n0\r\n\r\n",  # bare LF after an extension
+        b"zz\r\n" + PAUSE + b"\r\n0\r\n\r\n",  # not a size
+        b"5\r\n" + PAUSE + b"\r\n0\r\n\r\n",  # data longer than its size
+    ],
+    ids=["size-bare-lf", "extension-bare-lf", "bad-size", "overlong-chunk"],
+)
+async def test_chunk_error_after_the_head_is_cut_off(impatient_lab: Lab, broken: bytes) -> None:
+    """A framing error in a body that arrives after the head: aiohttp's C parser drops the
+    body without ending it, so only the body deadline answers (408), and nothing is sent up."""
+    lab = impatient_lab
+    server = lab.server("p1")
+    mark = lab.mark()
+    status, seconds = await _trickle(
+        lab, head(server, b"Transfer-Encoding: chunked"), [b"", broken], 0.1
+    )
+    assert status in (400, 408)
+    assert seconds < IMPATIENT_BODY_TIMEOUT + 2.0
+    assert lab.forwarded(mark) == []
+    assert lab.actions_run(server) == []
+
+
 async def test_slow_clients_do_not_starve_others(impatient_lab: Lab) -> None:
     """Fifty connections stuck in their headers: a normal request is still answered."""
     lab = impatient_lab
