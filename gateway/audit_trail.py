@@ -32,7 +32,7 @@ CONTROL_EVENT_TYPE = "nova_gateway.audit.chain"
 ALERT_EVERY_SECONDS = 10.0  # a failing sink is reported once, then at most this often
 BACKPRESSURE_POLL_SECONDS = 0.005
 SPILL_LOCK_SECONDS = 5.0
-LINGER_SECONDS = 0.005  # how long a woken writer waits for more records to batch
+LINGER_SECONDS = 0.02  # how long a woken writer waits for more records to batch
 YIELD_EVERY = 4  # records sealed between two GIL releases in a burst
 
 

@@ -17,9 +17,18 @@ DEFAULT_VERSION = Version(2, 1)
 SERVICE_TYPE = "compute"
 
 
+def _as_wsgi(value: str) -> str:
+    """A header value as a WSGI server hands it to Nova: its raw bytes read as latin-1.
+
+    aiohttp decodes header bytes as UTF-8 (surrogateescape); read that way, a UTF-8
+    no-break space would separate "compute" from "2.43" where Nova sees "computeÂ".
+    """
+    return value.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 def _folded(headers: Iterable[tuple[str, str]], name: str) -> str | None:
     """Repeated headers folded with ',' as a WSGI server hands them to Nova."""
-    values = [value.strip() for key, value in headers if key.lower() == name.lower()]
+    values = [_as_wsgi(value).strip() for key, value in headers if key.lower() == name.lower()]
     return ",".join(values) if values else None
 
 

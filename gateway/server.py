@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 from oslo_config import cfg
 
-from gateway import metrics
+from gateway import logs, metrics
 from gateway.app import admin_app, api_handler, apply_reloadable, build_gate
 from gateway.config import worker_count
 from gateway.pipeline import Gate
@@ -80,6 +80,8 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
         max_line_size=conf.limits.max_header_size,
         max_field_size=conf.limits.max_header_size,
         max_headers=conf.limits.max_headers,
+        # aiohttp logs malformed requests with their raw bytes (X-Auth-Token included).
+        logger=logs.http_server_logger(),
     )
     api = web.ServerRunner(api_server, shutdown_timeout=conf.gateway.graceful_shutdown_timeout)
     admin = web.AppRunner(admin_app(gate, conf.upstream.ready_max_age))

@@ -59,8 +59,11 @@ def _escape_key(key: str, escape: bool) -> str:
 @st.composite
 def _object_texts(draw: st.DrawFn) -> bytes:
     """JSON object text built member by member: duplicate keys and escapes allowed."""
-    members = draw(st.lists(st.tuples(_keys, _values, st.booleans()), min_size=0, max_size=3))
-    if members and draw(st.booleans()):
+    members: list[tuple[str, Any, bool]] = draw(
+        st.lists(st.tuples(_keys, _values, st.booleans()), min_size=0, max_size=3)
+    )
+    duplicate: bool = draw(st.booleans())
+    if members and duplicate:
         members.append(draw(st.sampled_from(members)))  # a duplicate key, maybe escaped
     text = "{" + ", ".join(f"{_escape_key(k, e)}: {json.dumps(v)}" for k, v, e in members) + "}"
     prefix = draw(st.sampled_from(["", " ", "\ufeff", "\r\n"]))

@@ -81,7 +81,9 @@ CASES: list[VersionCase] = [
     VersionCase("latest-then-concrete", ((STANDARD, "compute latest, compute 2.43"),), "2.43"),
     VersionCase("minimum", ((STANDARD, "compute 2.1"),), "2.1"),
     VersionCase("maximum", ((STANDARD, f"compute {MAXIMUM}"),), MAXIMUM),
-    VersionCase("unicode-space", ((STANDARD, "compute\u00a02.43"),), "2.43"),
+    # Nova reads header bytes as latin-1: a UTF-8 no-break space makes "computeÂ", no
+    # compute entry at all, so Nova (and the gateway) fall back to 2.1.
+    VersionCase("unicode-space", ((STANDARD, "compute\u00a02.43"),), "2.1"),
     # Malformed: Nova's 400, without version headers.
     VersionCase("latest-upper-case", ((STANDARD, "compute LATEST"),), 400),
     VersionCase("leading-zero-minor", ((STANDARD, "compute 2.043"),), 400),
@@ -91,6 +93,7 @@ CASES: list[VersionCase] = [
     VersionCase("with-parameters", ((STANDARD, "compute 2.43;q=1"),), 400),
     VersionCase("v-prefix", ((STANDARD, "compute v2.43"),), 400),
     VersionCase("empty-legacy", ((LEGACY, ""),), 400),
+    VersionCase("unicode-space-after-legacy", ((LEGACY, "2.43\u00a0"),), 400),
     VersionCase("legacy-garbage", ((LEGACY, "abc"),), 400),
     VersionCase("malformed-last-entry", ((STANDARD, "compute 2.43, compute x"),), 400),
     VersionCase("arabic-indic-digits", ((STANDARD, "compute \u0662.\u0664\u0663"),), 400),
