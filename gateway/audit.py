@@ -217,6 +217,7 @@ def build_record(
         upstream = {
             "status": exchange.status,
             "error": exchange.error,
+            "request_id": exchange.request_id,
             "latency_us": _micros(exchange.seconds),
         }
     return {

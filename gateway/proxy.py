@@ -46,6 +46,7 @@ class Exchange:
     status: int | None = None
     seconds: float = 0.0
     error: str | None = None  # refused | reset | timeout | pool_exhausted | broken_stream
+    request_id: str | None = None  # Nova's own x-openstack-request-id, for correlation
 
 
 class Upstream:
@@ -154,6 +155,7 @@ class Upstream:
             ) from None
         async with upstream:
             exchange.status = upstream.status
+            exchange.request_id = upstream.headers.get("x-openstack-request-id")
             try:
                 # Read the first chunk before committing to a status, so that a body
                 # that never starts becomes a 504 rather than a hung response.
