@@ -300,7 +300,7 @@ rate_limit_opts: list[cfg.Opt] = [
         "rules_file",
         mutable=True,
         help="YAML (or JSON) file of rate-limit rules, action costs and per-project "
-        "overrides (format in the README and in gateway/ratelimit.py). Unset: no rate "
+        "overrides (format in the README and in gateway/ratelimit_rules.py). Unset: no rate "
         "limits. Re-read on SIGHUP; a broken file keeps the running rules.",
     ),
     cfg.StrOpt(

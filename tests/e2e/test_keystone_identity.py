@@ -9,14 +9,13 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import pytest_asyncio
-import structlog
 
 from gateway.faults import Fault
 from gateway.identity_keystone import KeystoneAuthenticator
@@ -24,19 +23,6 @@ from tests.support.labs import RealKeystone, start_realkeystone
 from tests.support.processes import ProcessStartError, free_port
 
 Make = Callable[..., KeystoneAuthenticator]
-
-
-@pytest.fixture(autouse=True)
-def plain_structlog() -> Iterator[None]:
-    """Default structlog for these tests, restored after.
-
-    A test that runs the CLI leaves structlog writing to a captured (then closed) stderr
-    with cached loggers; logging here would then fail with "I/O operation on closed file".
-    """
-    saved = structlog.get_config()
-    structlog.reset_defaults()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest_asyncio.fixture

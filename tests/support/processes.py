@@ -192,6 +192,11 @@ def start_server(
 
 
 def _fail_start(server: ServerProcess, ready_timeout: float) -> None:
+    server._relay.join(0.5)
+    if not server._relay.is_alive():
+        # Its output ended: the process is exiting; reap it so the message says so.
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server._popen.wait(5.0)
     exited = not server.running
     code = server.stop(timeout=5.0)
     why = f"exited with code {code}" if exited else f"no READY line within {ready_timeout:.0f}s"

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from oslo_config import cfg
@@ -59,19 +57,6 @@ KEPT = [
     "X-OpenStack-Request-ID",
     "X-Rolex",
 ]
-
-
-@pytest.fixture(autouse=True)
-def plain_structlog() -> Iterator[None]:
-    """Default structlog for these tests, restored after.
-
-    A test that runs the CLI leaves structlog writing to a captured (then closed) stderr
-    with cached loggers; logging here would then fail with "I/O operation on closed file".
-    """
-    saved = structlog.get_config()
-    structlog.reset_defaults()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.mark.parametrize("name", SPOOFED)

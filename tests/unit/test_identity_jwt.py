@@ -8,13 +8,12 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import jwt
 import pytest
-import structlog
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
@@ -25,19 +24,6 @@ from gateway.identity_jwt import ClaimNames, JwtAuthenticator, thumbprint
 ISSUER = "https://idp.example"
 AUDIENCE = "nova-gateway"
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey
-
-
-@pytest.fixture(autouse=True)
-def plain_structlog() -> Iterator[None]:
-    """Default structlog for these tests, restored after.
-
-    A test that runs the CLI leaves structlog writing to a captured (then closed) stderr
-    with cached loggers; logging here would then fail with "I/O operation on closed file".
-    """
-    saved = structlog.get_config()
-    structlog.reset_defaults()
-    yield
-    structlog.configure(**saved)
 
 
 @pytest.fixture(scope="module")
@@ -186,8 +172,10 @@ async def test_leeway_covers_small_clock_skew(tmp_path: Path, rsa_key: rsa.RSAPr
 @pytest.mark.parametrize(
     ("overrides", "reason"),
     [
-        ({"exp": int(time.time()) - 120}, "token_expired"),
-        ({"nbf": int(time.time()) + 120}, "token_invalid"),
+        # Times relative to now, resolved when the test runs (not at collection: a long
+        # suite would let an absolute "nbf in 120 s" become valid).
+        ({"exp": ("now", -120)}, "token_expired"),
+        ({"nbf": ("now", 120)}, "token_invalid"),
         ({"iss": "https://evil.example"}, "token_invalid"),
         ({"aud": "someone-else"}, "token_invalid"),
         ({"aud": ["someone-else", "another"]}, "token_invalid"),
@@ -208,7 +196,11 @@ async def test_bad_claims_are_401(
     tmp_path: Path, rsa_key: rsa.RSAPrivateKey, overrides: dict[str, Any], reason: str
 ) -> None:
     authenticator = await make([write_pem(tmp_path / "k.pem", rsa_key)], leeway=30)
-    await refused(authenticator, sign(rsa_key, "RS256", claims(**overrides)), reason)
+    resolved = {
+        key: int(time.time()) + value[1] if isinstance(value, tuple) else value
+        for key, value in overrides.items()
+    }
+    await refused(authenticator, sign(rsa_key, "RS256", claims(**resolved)), reason)
 
 
 async def test_audience_list_containing_ours_is_accepted(

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -15,7 +15,6 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
@@ -25,19 +24,6 @@ from gateway.identity_keystone import KeystoneAuthenticator, TtlLru, token_key
 
 SERVICE_PASSWORD = "service-secret"
 USER_TOKEN = "gAAAAAB-user-token-alice"
-
-
-@pytest.fixture(autouse=True)
-def plain_structlog() -> Iterator[None]:
-    """Default structlog for these tests, restored after.
-
-    A test that runs the CLI leaves structlog writing to a captured (then closed) stderr
-    with cached loggers; logging here would then fail with "I/O operation on closed file".
-    """
-    saved = structlog.get_config()
-    structlog.reset_defaults()
-    yield
-    structlog.configure(**saved)
 
 
 def iso(epoch: float) -> str:

@@ -23,11 +23,11 @@ from gateway.policy import (
     PolicyEngine,
     PolicyLoadError,
     Reason,
-    _Compiler,
     build_target,
     load_policy,
     rules_for,
 )
+from gateway.policy_compile import Compiler
 from gateway.policy_defaults import DEFAULTS
 from gateway.types import v
 
@@ -770,7 +770,7 @@ def test_compiled_equals_oslo(
     texts = {"top": top, "r0": r0, "r1": r1}
     enforcer = oslo.Enforcer(cfg.ConfigOpts(), use_conf=False)
     enforcer.set_rules(oslo.Rules.from_dict(texts), use_conf=False)
-    compiler = _Compiler(enforcer.rules, enforcer)
+    compiler = Compiler(enforcer.rules, enforcer)
     try:
         pred = compiler.rule("top")
     except PolicyLoadError:
@@ -797,7 +797,7 @@ def test_files_changing_while_loaded_are_retried(
     real = module.load_policy
 
     def racing(*args: Any, **kwargs: Any) -> Any:
-        raise module._ChangedWhileLoading()
+        raise module.ChangedWhileLoading()
 
     write(tmp_path / "policy.yaml", f'"{PAUSE}": "rule:context_is_admin"')
     monkeypatch.setattr(module, "load_policy", racing)
