@@ -159,6 +159,13 @@ limit_opts: list[cfg.Opt] = [
         "slower is 408, so a client trickling its body (slow loris) cannot hold a request "
         "open for ever.",
     ),
+    cfg.FloatOpt(
+        "idle_timeout",
+        min=1,
+        default=75.0,
+        help="Seconds a client connection may stay open between requests (or before its "
+        "first request's headers are complete) before the gateway closes it.",
+    ),
 ]
 
 identity_opts: list[cfg.Opt] = [

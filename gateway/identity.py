@@ -62,8 +62,14 @@ def _normal(name: str) -> str:
     return name.strip().lower().replace("_", "-")
 
 
+# Tokens, not assertions: Nova's keystonemiddleware validates them itself.
+_TOKENS = frozenset({"x-auth-token", "x-service-token"})
+
+
 def is_identity_header(name: str) -> bool:
     normal = _normal(name)
+    if normal in _TOKENS:
+        return False
     return normal in IDENTITY_HEADERS or normal.startswith(_IDENTITY_PREFIXES)
 
 

@@ -80,6 +80,7 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
         max_line_size=conf.limits.max_header_size,
         max_field_size=conf.limits.max_header_size,
         max_headers=conf.limits.max_headers,
+        keepalive_timeout=conf.limits.idle_timeout,
         # aiohttp logs malformed requests with their raw bytes (X-Auth-Token included).
         logger=logs.http_server_logger(),
     )
