@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import socket
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 from typing import Any
 
 from oslo_config import cfg
@@ -59,43 +61,91 @@ def _servers(url: str, token: str) -> list[dict[str, Any]]:
     return servers
 
 
-def _instructions(listen: str, admin: str, p1_server: str) -> str:
+DEMO_DATA = Path("demo-data")
+
+
+def _demo_audit(conf: cfg.ConfigOpts) -> Path | None:
+    """Unless the operator configured audit, the demo audits into ./demo-data/audit."""
+    if conf.audit.enabled:
+        return None
+    audit_dir = DEMO_DATA / "audit"
+    audit_dir.mkdir(parents=True, exist_ok=True)
+    key_file = DEMO_DATA / "audit.key"
+    if not key_file.exists():
+        key_file.write_bytes(secrets.token_bytes(32))
+        key_file.chmod(0o600)
+    conf.set_override("enabled", True, group="audit")
+    conf.set_override("hmac_key_file", str(key_file), group="audit")
+    conf.set_override("file_directory", str(audit_dir), group="audit")
+    return audit_dir
+
+
+def _post(action: str, token: str, body: str, extra: str = "") -> str:
+    headers = f"-H 'X-Auth-Token: {token}' -H 'Content-Type: application/json'{extra}"
+    return f"curl -si -X POST {action} {headers} -d '{body}'"
+
+
+def _instructions(listen: str, admin: str, p1_server: str, audit_dir: Path | None) -> str:
+    """What to try; every curl line follows a comment naming the status it answers."""
     base = f"http://{listen}/v2.1"
     action = f"{base}/servers/{p1_server}/action"
-    json_type = "-H 'Content-Type: application/json'"
     return "\n".join(
         [
             f"nova-gateway demo: gateway http://{listen} -> bundled Nova simulator",
             "Tokens are <user>:<project>[:<roles>], e.g. alice:p1 (member), eve:p2.",
             "",
-            "# allowed: alice pauses her own server (202), then reads it (status PAUSED)",
-            f"curl -si -X POST {action} -H 'X-Auth-Token: alice:p1' {json_type} "
-            "-d '{\"pause\": null}'",
-            f"curl -s {base}/servers/{p1_server} -H 'X-Auth-Token: alice:p1'",
+            "# allowed: alice pauses her own server (202)",
+            _post(action, "alice:p1", '{"pause": null}'),
+            "# and reads it: status PAUSED (200)",
+            f"curl -si {base}/servers/{p1_server} -H 'X-Auth-Token: alice:p1'",
             "# refused by the gateway: two values for one key could authorize one action",
-            "# and run another (400 badRequest, never forwarded)",
-            f"curl -si -X POST {action} -H 'X-Auth-Token: alice:p1' {json_type} "
-            '-d \'{"unpause": null, "unpause": {}}\'',
+            "# and run another; never forwarded (400)",
+            _post(action, "alice:p1", '{"unpause": null, "unpause": {}}'),
             "# refused by the gateway: addFloatingIp is gone from microversion 2.44 (404)",
-            f"curl -si -X POST {action} -H 'X-Auth-Token: alice:p1' {json_type} "
-            "-H 'OpenStack-API-Version: compute 2.44' "
-            '-d \'{"addFloatingIp": {"address": "10.0.0.5"}}\'',
-            "# refused by the gateway with Nova's own message: reboot type must be HARD/SOFT",
-            f"curl -si -X POST {action} -H 'X-Auth-Token: alice:p1' {json_type} "
-            '-d \'{"reboot": {"type": "COLD"}}\'',
+            _post(
+                action,
+                "alice:p1",
+                '{"addFloatingIp": {"address": "10.0.0.5"}}',
+                " -H 'OpenStack-API-Version: compute 2.44'",
+            ),
+            "# refused with Nova's own message: a reboot type is HARD or SOFT (400)",
+            _post(action, "alice:p1", '{"reboot": {"type": "COLD"}}'),
+            "# refused by policy: a reader may look, not act, whatever X-Roles says (403)",
+            _post(action, "carol:p1:reader", '{"unpause": null}', " -H 'X-Roles: admin'"),
+            "# another project's server does not exist for eve, as in Nova (404)",
+            _post(action, "eve:p2", '{"unpause": null}'),
+            "# alice locks her server (202)",
+            _post(action, "alice:p1", '{"lock": null}'),
+            "# then even she cannot unpause it until she unlocks (409)",
+            _post(action, "alice:p1", '{"unpause": null}'),
             f"# health and readiness: curl -s http://{admin}/healthz ; "
             f"curl -s http://{admin}/readyz",
+            "# metrics: every decision above, by action, decision, reason and status",
+            f"curl -s http://{admin}/metrics | grep '^nova_gateway_requests_total'",
+            *_audit_lines(audit_dir),
             "# the gateway logs one JSON line per event on stderr (this terminal)",
         ]
     )
 
 
+def _audit_lines(audit_dir: Path | None) -> list[str]:
+    if audit_dir is None:
+        return ["# audit: as configured in [audit]"]
+    return [
+        f"# audit: one hash-chained record per request in {audit_dir}/ (tokens never)",
+        f"tail -n 3 {audit_dir}/*.jsonl",
+        f"nova-gateway audit verify --key-file {DEMO_DATA}/audit.key {audit_dir}",
+    ]
+
+
 def run(conf: cfg.ConfigOpts) -> int:
+    audit_dir = _demo_audit(conf)
     simulator, url = _start_simulator()
     try:
         p1_server = _servers(url, "alice:p1")[0]["id"]
-        text = _instructions(conf.gateway.listen, conf.gateway.admin_listen, p1_server)
-        return server.run(conf, url, lambda: print(text, flush=True))
+        text = _instructions(conf.gateway.listen, conf.gateway.admin_listen, p1_server, audit_dir)
+        ready = f"READY http://{conf.gateway.listen}/v2.1 admin http://{conf.gateway.admin_listen}"
+        return server.run(conf, url, lambda: print(f"{ready}\n{text}", flush=True))
     finally:
         if simulator.poll() is None:
             os.kill(simulator.pid, signal.SIGTERM)
