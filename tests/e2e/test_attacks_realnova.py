@@ -2,23 +2,29 @@
 
 Owns a representative subset of tests/security's attack corpus, replayed as raw bytes to
 the gateway before realnova, with Nova's instance-action log and the server's status read
-before and after each; and the microversion the pair agrees on. It must never act on the
-seed servers, and boots exactly one server of its own.
+before and after each; the microversion the pair agrees on; and the check that every action
+Nova ran was allowed by the gateway's audit record of it (the gateway keeps its audit trail
+here). It must never act on the seed servers, and boots exactly one server of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import pytest
 import yarl
 
-from tests.e2e.gateway_fixtures import GatewayLab
+from tests.e2e.gateway_fixtures import GATEWAY_CONFIG, GatewayLab, start_gateway
 from tests.security import test_body_confusion as body_attacks
 from tests.security import test_http_framing as framing_attacks
 from tests.security import test_microversion_confusion as version_attacks
@@ -26,11 +32,15 @@ from tests.security import test_path_confusion as path_attacks
 from tests.security.wire import Header, exchange, request_bytes
 from tests.support.api_client import ApiClient
 from tests.support.labs import RealNova
+from tests.support.processes import ProcessStartError, ServerProcess
 
 MEMBER = "alice:p1"
+ADMIN = "admin:admin"
 STOCK_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"  # survives the Glance fixture's rotation
 SETUP_TIMEOUT = 90.0
 PAUSE = b'{"pause": null}'
+UNPAUSE = b'{"unpause": null}'
+RECORD_TIMEOUT = 10.0  # the audit writer thread appends within milliseconds
 JSON: Header = ("Content-Type", "application/json")
 ACTION = "/v2.1/servers/{}/action"
 FORWARDED = -1  # the gateway forwards it as a non-action: Nova's own 4xx
@@ -171,14 +181,82 @@ ATTACKS: list[Attack] = [
 ]
 
 
+@dataclass(frozen=True)
+class AuditedGateway:
+    """This module's gateway before the session's realnova, with its audit trail on."""
+
+    lab: GatewayLab
+    audit_dir: Path
+    key_file: Path
+
+    @property
+    def process(self) -> ServerProcess:
+        """The gateway process (the e2e conftest attaches its log tail to a failure)."""
+        return self.lab.process
+
+
 @pytest.fixture(scope="module")
-def attack_server(realnova: RealNova) -> Iterator[str]:
+def audited_gateway(
+    realnova: RealNova,
+    tmp_path_factory: pytest.TempPathFactory,
+    lab_logs: Path,
+    e2e_timings: Callable[[str, float], None],
+) -> Iterator[AuditedGateway]:
+    """The session gateway's configuration plus a sealed file audit trail in a tmp dir."""
+    home = tmp_path_factory.mktemp("attacks-gateway")
+    audit_dir = home / "audit"
+    audit_dir.mkdir()
+    key_file = home / "audit.key"
+    key_file.write_text(secrets.token_hex(16), encoding="ascii")  # 32 bytes
+    key_file.chmod(0o600)
+    sections = {
+        **GATEWAY_CONFIG,
+        "audit": {
+            "enabled": "true",
+            "sinks": "file",
+            "hmac_key_file": str(key_file),
+            "file_directory": str(audit_dir),
+            "file_fsync": "never",
+        },
+    }
+    try:
+        lab = start_gateway(realnova.url, home / "config", lab_logs, sections)
+    except ProcessStartError as exc:
+        pytest.fail(f"the audited gateway did not start: {exc}", pytrace=False)
+    e2e_timings("gateway (audit trail on) start to READY", lab.process.startup_seconds)
+    yield AuditedGateway(lab, audit_dir, key_file)
+    lab.process.stop()
+
+
+@dataclass(frozen=True)
+class AttackTarget:
+    """The module's own server and the request ids its action log held before any attack."""
+
+    server_id: str
+    before: frozenset[str]
+
+
+@pytest.fixture(scope="module")
+def attack_target(realnova: RealNova) -> Iterator[AttackTarget]:
     """One fresh ACTIVE server of p1, deleted afterwards (the seeds are never touched)."""
     server_id = asyncio.run(_boot(realnova))
     try:
-        yield server_id
+        before = asyncio.run(_request_ids(realnova, server_id))
+        yield AttackTarget(server_id, before)
     finally:
         asyncio.run(_delete(realnova, server_id))
+
+
+@pytest.fixture(scope="module")
+def attack_server(attack_target: AttackTarget) -> str:
+    return attack_target.server_id
+
+
+async def _request_ids(realnova: RealNova, server_id: str) -> frozenset[str]:
+    async with aiohttp.ClientSession() as session:
+        return frozenset(
+            rid for _, rid in await admin_action_log(ApiClient(session, realnova.url), server_id)
+        )
 
 
 async def _boot(realnova: RealNova) -> str:
@@ -217,6 +295,13 @@ async def action_log(nova: ApiClient, server_id: str) -> list[tuple[str, str]]:
     return sorted((row["action"], row["request_id"]) for row in reply.body["instanceActions"])
 
 
+async def admin_action_log(nova: ApiClient, server_id: str) -> list[tuple[str, str]]:
+    """(action, request id) of every row of the server's instance-action log, read as admin."""
+    reply = await nova.request("GET", f"/servers/{server_id}/os-instance-actions", token=ADMIN)
+    assert reply.status == 200, reply.body
+    return sorted((row["action"], row["request_id"]) for row in reply.body["instanceActions"])
+
+
 async def server_status(nova: ApiClient, server_id: str) -> str:
     reply = await nova.server(server_id, MEMBER)
     assert reply.status == 200, reply.body
@@ -224,12 +309,12 @@ async def server_status(nova: ApiClient, server_id: str) -> str:
 
 
 async def test_the_log_shows_an_allowed_action(
-    nova: ApiClient, gateway_realnova: GatewayLab, attack_server: str
+    nova: ApiClient, audited_gateway: AuditedGateway, attack_server: str
 ) -> None:
     """The detector works: a canonical pause through the gateway is in Nova's log."""
     before = await action_log(nova, attack_server)
     sent = await exchange(
-        _port(gateway_realnova.url),
+        _port(audited_gateway.lab.url),
         request_bytes(
             "POST", ACTION.format(attack_server), [("X-Auth-Token", MEMBER), JSON], PAUSE
         ),
@@ -239,17 +324,25 @@ async def test_the_log_shows_an_allowed_action(
     after = await action_log(nova, attack_server)
     assert [action for action, _ in sorted(set(after) - set(before))] == ["pause"]
     await nova.wait_for_status(attack_server, "PAUSED", MEMBER, SETUP_TIMEOUT)
-    assert (await nova.action(attack_server, {"unpause": None}, MEMBER)).status == 202
+    # Through the gateway too: every action in the attack window must have its audit record.
+    unpaused = await exchange(
+        _port(audited_gateway.lab.url),
+        request_bytes(
+            "POST", ACTION.format(attack_server), [("X-Auth-Token", MEMBER), JSON], UNPAUSE
+        ),
+        timeout=30.0,
+    )
+    assert unpaused.reply.status == 202, unpaused.reply.body
     await nova.wait_for_status(attack_server, "ACTIVE", MEMBER, SETUP_TIMEOUT)
 
 
 @pytest.mark.parametrize("attack", ATTACKS, ids=[attack.id for attack in ATTACKS])
 async def test_refused_attack_runs_nothing_in_nova(
-    attack: Attack, nova: ApiClient, gateway_realnova: GatewayLab, attack_server: str
+    attack: Attack, nova: ApiClient, audited_gateway: AuditedGateway, attack_server: str
 ) -> None:
     before = await action_log(nova, attack_server)
     assert await server_status(nova, attack_server) == "ACTIVE"
-    port = _port(gateway_realnova.url)
+    port = _port(audited_gateway.lab.url)
     sent = await exchange(port, attack.build(attack_server, port), timeout=30.0)
     if attack.status == FORWARDED:
         assert 400 <= sent.reply.status < 500, sent.reply.body  # Nova's router: no action
@@ -275,14 +368,14 @@ def test_subset_is_representative() -> None:
 async def test_nova_runs_at_the_version_the_gateway_decided(
     case: version_attacks.VersionCase,
     realnova: RealNova,
-    gateway_realnova: GatewayLab,
+    audited_gateway: AuditedGateway,
     attack_server: str,
 ) -> None:
     """Through the gateway, Nova answers at exactly the gateway's decision; and Nova alone,
     sent the same headers, decides the same (or refuses the same way)."""
     target = f"/v2.1/servers/{attack_server}"
     request = request_bytes("GET", target, [("X-Auth-Token", MEMBER), *case.headers])
-    via_gateway = (await exchange(_port(gateway_realnova.url), request, timeout=30.0)).reply
+    via_gateway = (await exchange(_port(audited_gateway.lab.url), request, timeout=30.0)).reply
     alone = (await exchange(_port(realnova.url), request, timeout=30.0)).reply
     if isinstance(case.expect, int):
         assert via_gateway.status == case.expect, via_gateway.body
@@ -293,3 +386,123 @@ async def test_nova_runs_at_the_version_the_gateway_decided(
     assert via_gateway.header("X-OpenStack-Nova-API-Version") == case.expect
     assert alone.status == 200, alone.body
     assert alone.header("OpenStack-API-Version") == f"compute {case.expect}"
+
+
+# -- every action Nova ran was allowed by the gateway's audit record of it -----------------
+
+# Nova's instance-action names that differ from the action keys the gateway records.
+NOVA_ACTION_KEYS = {
+    "stop": "os-stop",
+    "start": "os-start",
+    "live-migration": "os-migrateLive",
+    "resetState": "os-resetState",
+}
+
+
+def audit_records(audit_dir: Path) -> list[dict[str, Any]]:
+    """Every complete request record (a line still being appended is left for the next read)."""
+    records: list[dict[str, Any]] = []
+    for path in sorted(audit_dir.glob("*.jsonl")):
+        for line in path.read_text(encoding="ascii").splitlines(keepends=True):
+            if line.endswith("\n"):
+                record = json.loads(line)
+                if record.get("event") == "request":
+                    records.append(record)
+    return records
+
+
+def authorizing_record(
+    records: list[dict[str, Any]], server_id: str, action: str, request_id: str
+) -> dict[str, Any] | None:
+    """The "allow" record of ``action`` on the server that Nova ran as ``request_id``.
+
+    Correlated by Nova's own request id (the record's upstream ``request_id``), or by the
+    global request id the gateway forwarded (its own id when the client sent none).
+    """
+    key = NOVA_ACTION_KEYS.get(action, action)
+    for record in records:
+        upstream = record.get("upstream") or {}
+        ids = {upstream.get("request_id"), record.get("global_request_id")}
+        if (
+            request_id in ids
+            and record["decision"]["outcome"] == "allow"
+            and (record.get("action") or {}).get("key") == key
+            and record["target"]["server_id"] == server_id
+        ):
+            return record
+    return None
+
+
+def nova_gateway_command() -> list[str]:
+    """The ``nova-gateway`` console script beside this interpreter, else ``python -m gateway``."""
+    script = Path(sys.executable).parent / "nova-gateway"
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "gateway"]
+
+
+async def _control(port: int, server_id: str, body: bytes) -> None:
+    sent = await exchange(
+        port,
+        request_bytes("POST", ACTION.format(server_id), [("X-Auth-Token", MEMBER), JSON], body),
+        timeout=30.0,
+    )
+    assert sent.reply.status == 202, sent.reply.body
+
+
+async def test_nova_ran_only_what_the_audit_trail_allowed(
+    nova: ApiClient,
+    audited_gateway: AuditedGateway,
+    attack_target: AttackTarget,
+    e2e_timings: Callable[[str, float], None],
+) -> None:
+    """For every attack request, the gateway+realnova pair never executes an action that the
+    gateway's audit record did not authorize; and the trail's seals verify."""
+    server_id = attack_target.server_id
+    port = _port(audited_gateway.lab.url)
+    started = time.monotonic()
+    for attack in ATTACKS:  # every attack once more, whatever ran before in this module
+        await exchange(port, attack.build(server_id, port), timeout=30.0)
+    # The control: allowed actions through the gateway must be found, or the check is vacuous.
+    await _control(port, server_id, PAUSE)
+    await nova.wait_for_status(server_id, "PAUSED", MEMBER, SETUP_TIMEOUT)
+    await _control(port, server_id, UNPAUSE)
+    await nova.wait_for_status(server_id, "ACTIVE", MEMBER, SETUP_TIMEOUT)
+    e2e_timings("audited attack replay and control", time.monotonic() - started)
+
+    window = [
+        (action, request_id)
+        for action, request_id in await admin_action_log(nova, server_id)
+        if request_id not in attack_target.before
+    ]
+    assert {"pause", "unpause"} <= {action for action, _ in window}, window
+    deadline = time.monotonic() + RECORD_TIMEOUT
+    while True:  # bounded: the writer thread may still hold the last records
+        records = audit_records(audited_gateway.audit_dir)
+        unauthorized = [
+            (action, request_id)
+            for action, request_id in window
+            if authorizing_record(records, server_id, action, request_id) is None
+        ]
+        if not unauthorized or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert not unauthorized, (
+        f"Nova ran {unauthorized} on {server_id} without an audit record allowing it "
+        f"({len(records)} records)"
+    )
+
+    verified = subprocess.run(
+        [
+            *nova_gateway_command(),
+            "audit",
+            "verify",
+            "--key-file",
+            str(audited_gateway.key_file),
+            str(audited_gateway.audit_dir),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60.0,
+        check=False,
+    )
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert verified.stdout.startswith("OK "), verified.stdout
