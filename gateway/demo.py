@@ -72,7 +72,7 @@ def _demo_audit(conf: cfg.ConfigOpts) -> Path | None:
     audit_dir.mkdir(parents=True, exist_ok=True)
     key_file = DEMO_DATA / "audit.key"
     if not key_file.exists():
-        key_file.write_bytes(secrets.token_bytes(32))
+        key_file.write_text(secrets.token_hex(32))  # text: the key loader strips whitespace
         key_file.chmod(0o600)
     conf.set_override("enabled", True, group="audit")
     conf.set_override("hmac_key_file", str(key_file), group="audit")

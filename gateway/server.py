@@ -21,12 +21,16 @@ from oslo_config import cfg
 
 from gateway import logs, metrics
 from gateway.app import admin_app, api_handler, apply_reloadable, build_gate
-from gateway.config import worker_count
+from gateway.audit_chain import KeyFileError
+from gateway.config import ConfigError, worker_count
 from gateway.pipeline import Gate
+from gateway.policy import PolicyLoadError
 
 log = structlog.get_logger(__name__)
 
 RESTART_BACKOFF_SECONDS = 1.0
+CANNOT_START = 2  # the exit status of a configuration the gateway refuses
+START_UP_ERRORS: tuple[type[Exception], ...] = (ConfigError, KeyFileError, PolicyLoadError)
 
 
 def _host_port(text: str) -> tuple[str, int]:
@@ -143,7 +147,13 @@ def run_worker(
     conf: cfg.ConfigOpts, upstream_url: str, on_ready: Callable[[], None] | None = None
 ) -> None:
     _install_loop()
-    asyncio.run(serve(conf, upstream_url, on_ready))
+    try:
+        asyncio.run(serve(conf, upstream_url, on_ready))
+    except START_UP_ERRORS as exc:
+        # A configuration that cannot work is an operator's message, not a traceback,
+        # and not something to restart forever.
+        print(f"nova-gateway: cannot start: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(CANNOT_START) from None
 
 
 def run(conf: cfg.ConfigOpts, upstream_url: str, on_ready: Callable[[], None] | None = None) -> int:
@@ -171,6 +181,8 @@ def _spawn(conf: cfg.ConfigOpts, upstream_url: str, ready_fd: int | None = None)
 
         try:
             run_worker(conf, upstream_url, tell_ready)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:  # the child must never return into the parent's code
             log.exception("worker_crashed")
             code = 1
@@ -211,6 +223,7 @@ def _supervise(
 def _run_workers(
     conf: cfg.ConfigOpts, upstream_url: str, workers: int, on_ready: Callable[[], None] | None
 ) -> int:
+    cannot_start = False
     ready_read, ready_write = os.pipe()
     children = {_spawn(conf, upstream_url, ready_write) for _ in range(workers)}
     os.close(ready_write)
@@ -241,9 +254,15 @@ def _run_workers(
         metrics.worker_exited(pid)
         if os.waitstatus_to_exitcode(status) != 0:
             failed = True
+        if os.waitstatus_to_exitcode(status) == CANNOT_START and not stopping:
+            # Every worker would fail the same way: stop them all and say so.
+            relay(signal.SIGTERM, None)
+            cannot_start = True
         if not stopping:
             log.error("worker_exited", pid=pid, status=os.waitstatus_to_exitcode(status))
             time.sleep(RESTART_BACKOFF_SECONDS)  # no event loop in the supervisor
             if not stopping:  # a SIGTERM may have arrived during the back-off
                 children.add(_spawn(conf, upstream_url))
+    if cannot_start:
+        return CANNOT_START
     return 1 if failed and not stopping else 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -128,3 +129,37 @@ async def test_workers_share_one_port(
         assert statuses == [200] * 20
     finally:
         assert process.stop() == 0
+
+
+def test_a_configuration_that_cannot_work_exits_2_without_restarting(tmp_path: Path) -> None:
+    """A broken policy fails every worker the same way: exit 2 with the reason, at once."""
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "policy.yaml").write_text('"os_compute_api:os-pause-server:pause": [unclosed\n')
+    config_file = tmp_path / "gateway.conf"
+    config_file.write_text(
+        f"[identity]\nmode = noauth\nallow_noauth = true\n[policy]\npolicy_dir = {policies}\n"
+    )
+    for workers in ("1", "2"):
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "gateway",
+                "--config-file",
+                str(config_file),
+                "--upstream-url",
+                "http://127.0.0.1:9/v2.1",
+                "--workers",
+                workers,
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--admin-listen",
+                f"127.0.0.1:{free_port()}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 2, result.stderr
+        assert "cannot start" in result.stderr and "policy.yaml" in result.stderr

@@ -10,11 +10,12 @@ from __future__ import annotations
 import gzip
 import zlib
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
 from tests.security.lab import ACTION_PATH, Lab
-from tests.security.wire import Header, request_bytes
+from tests.security.wire import AttackRequest, Header, Targets, request_bytes
 
 JSON = "application/json"
 LIMIT = 114688  # [limits] max_request_body_size, Nova's default
@@ -205,18 +206,23 @@ CASES: list[BodyCase] = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-async def test_body_variant(lab: Lab, case: BodyCase) -> None:
-    server = lab.server("p1")
+def variant_request(case: BodyCase, server: str) -> bytes:
+    """The member's action request on ``server`` with the case's body and headers."""
     headers: list[Header] = [("X-Auth-Token", "alice:p1")]
     if case.content_type is not None:
         headers.append(("Content-Type", case.content_type))
     if case.version is not None:
         headers.append(("OpenStack-API-Version", f"compute {case.version}"))
     headers.extend(case.headers)
+    return request_bytes("POST", ACTION_PATH.format(server), headers, case.body)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_body_variant(lab: Lab, case: BodyCase) -> None:
+    server = lab.server("p1")
     target = ACTION_PATH.format(server)
     mark = lab.mark()
-    reply = (await lab.send(request_bytes("POST", target, headers, case.body))).reply
+    reply = (await lab.send(variant_request(case, server))).reply
     forwarded = lab.forwarded(mark)
     if isinstance(case.expect, int):
         assert reply.status == case.expect, reply.body
@@ -237,3 +243,19 @@ def test_bodies_are_distinct() -> None:
     """Data only: every case is a different request."""
     keys = [(c.body, c.content_type, c.headers, c.version) for c in CASES]
     assert len(keys) == len(set(keys))
+
+
+def _variant(case: BodyCase, targets: Targets) -> bytes:
+    return variant_request(case, targets.server)
+
+
+def attack_requests() -> list[AttackRequest]:
+    """Every request this module sends, as data (tests/e2e replays them before the real Nova)."""
+    return [
+        AttackRequest(
+            f"variant/{case.id}",
+            partial(_variant, case),
+            acts=isinstance(case.expect, Ran) and bool(case.expect.actions),
+        )
+        for case in CASES
+    ]

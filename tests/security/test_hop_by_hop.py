@@ -8,11 +8,12 @@ gateway; it must never assert an answer without asserting the headers novasim re
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import partial
 
 import pytest
 
 from tests.security.lab import ACTION_PATH, Lab
-from tests.security.wire import Header, request_bytes
+from tests.security.wire import AttackRequest, Header, Targets, request_bytes
 
 PAUSE = b'{"pause": null}'
 FLOATING = b'{"addFloatingIp": {"address": "10.0.0.9"}}'
@@ -184,18 +185,21 @@ CASES: list[HopCase] = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
-async def test_hop_by_hop_variant(lab: Lab, case: HopCase) -> None:
-    server = lab.server("p1")
+def variant_request(case: HopCase, server: str) -> bytes:
+    """The case's action request on ``server``, on a connection left open."""
     headers: list[Header] = [("X-Auth-Token", case.token)]
     if case.content_type is not None:
         headers.append(("Content-Type", case.content_type))
     headers.extend(case.headers)
+    return request_bytes("POST", ACTION_PATH.format(server), headers, case.body, close=False)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
+async def test_hop_by_hop_variant(lab: Lab, case: HopCase) -> None:
+    server = lab.server("p1")
     target = ACTION_PATH.format(server)
     mark = lab.mark()
-    reply = (
-        await lab.send(request_bytes("POST", target, headers, case.body, close=False), replies=1)
-    ).reply
+    reply = (await lab.send(variant_request(case, server), replies=1)).reply
     assert reply.status == case.status, reply.body
     forwarded = lab.forwarded(mark)
     if case.status != 202:
@@ -212,3 +216,15 @@ async def test_hop_by_hop_variant(lab: Lab, case: HopCase) -> None:
     for name in ("Host", "X-Auth-Token", "OpenStack-API-Version", "X-OpenStack-Request-ID"):
         assert record.header(name), name
     assert lab.actions_run(server) == ["pause"]
+
+
+def _variant(case: HopCase, targets: Targets) -> bytes:
+    return variant_request(case, targets.server)
+
+
+def attack_requests() -> list[AttackRequest]:
+    """Every request this module sends, as data (tests/e2e replays them before the real Nova)."""
+    return [
+        AttackRequest(f"variant/{case.id}", partial(_variant, case), acts=case.status == 202)
+        for case in CASES
+    ]

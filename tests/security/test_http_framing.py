@@ -12,13 +12,21 @@ import asyncio
 import gzip
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
 from tests.security.lab import ACTION_PATH, IMPATIENT_BODY_TIMEOUT, Lab
-from tests.security.wire import LOOPBACK, chunked, connection_closed, read_reply
+from tests.security.wire import (
+    LOOPBACK,
+    AttackRequest,
+    Targets,
+    chunked,
+    connection_closed,
+    read_reply,
+)
 
 PAUSE = b'{"pause": null}'
 PARSER = "parser"  # aiohttp's own 400 (text/plain): the request never reached the gate
@@ -349,10 +357,40 @@ def keep_alive(server: str, token: bytes, body: bytes = PAUSE) -> bytes:
     return head(server, b"Content-Length: %d" % len(body), token=token) + body
 
 
+def allowed_then_foreign(server: str) -> bytes:
+    return keep_alive(server, b"alice:p1") + cl(server).replace(b"alice:p1", b"eve:p2")
+
+
+def refused_then_allowed(server: str) -> bytes:
+    return keep_alive(server, b"carol:p1:reader") + cl(server)
+
+
+PIPELINED_BODIES = (PAUSE, b'{"lock": null}', b'{"os-stop": null}')
+
+
+def bodies_then_unpause(servers: Sequence[str]) -> bytes:
+    """One action per server (PIPELINED_BODIES), then the first server's unpause."""
+    pairs = zip(servers, PIPELINED_BODIES, strict=True)
+    data = b"".join(keep_alive(s, b"alice:p1", b) for s, b in pairs)
+    return data + cl(servers[0], body=b'{"unpause": null}')
+
+
+def hidden_in_a_get_body(server: str) -> bytes:
+    hidden = cl(server)
+    return (
+        b"GET /v2.1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: alice:p1\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(hidden)
+    ) + hidden
+
+
+def framing_error_then_action(server: str) -> bytes:
+    return head(server, b"Content-Length: 15", b"Content-Length: 15") + PAUSE + cl(server)
+
+
 async def test_pipelined_allowed_then_foreign(lab: Lab) -> None:
     server = lab.server("p1")
     mark = lab.mark()
-    data = keep_alive(server, b"alice:p1") + cl(server).replace(b"alice:p1", b"eve:p2")
+    data = allowed_then_foreign(server)
     sent = await lab.send(data, replies=2)
     assert sent.statuses == [202, 404]
     _assert_ran_once(lab, mark, server)
@@ -361,7 +399,7 @@ async def test_pipelined_allowed_then_foreign(lab: Lab) -> None:
 async def test_pipelined_refused_then_allowed(lab: Lab) -> None:
     server = lab.server("p1")
     mark = lab.mark()
-    data = keep_alive(server, b"carol:p1:reader") + cl(server)
+    data = refused_then_allowed(server)
     sent = await lab.send(data, replies=2)
     assert sent.statuses == [403, 202]
     _assert_ran_once(lab, mark, server)
@@ -370,10 +408,9 @@ async def test_pipelined_refused_then_allowed(lab: Lab) -> None:
 async def test_pipelined_bodies_stay_with_their_requests(lab: Lab) -> None:
     """Three requests, three servers: each body goes up with its own path only."""
     servers = [lab.server("p1") for _ in range(3)]
-    bodies = [PAUSE, b'{"lock": null}', b'{"os-stop": null}']
-    data = b"".join(keep_alive(s, b"alice:p1", b) for s, b in zip(servers, bodies, strict=True))
+    bodies = list(PIPELINED_BODIES)
     mark = lab.mark()
-    sent = await lab.send(data + cl(servers[0], body=b'{"unpause": null}'), replies=4)
+    sent = await lab.send(bodies_then_unpause(servers), replies=4)
     assert sent.statuses == [202, 202, 202, 202]
     assert [(r.path, r.body) for r in lab.forwarded(mark)] == [
         *[(ACTION_PATH.format(s), b) for s, b in zip(servers, bodies, strict=True)],
@@ -386,12 +423,8 @@ async def test_request_hidden_in_a_get_body_is_only_a_body(lab: Lab) -> None:
     """A GET whose Content-Length covers a whole second request: it goes up as a body."""
     server = lab.server("p1")
     hidden = cl(server)
-    data = (
-        b"GET /v2.1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: alice:p1\r\n"
-        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(hidden)
-    ) + hidden
     mark = lab.mark()
-    sent = await lab.send(data, replies=2)
+    sent = await lab.send(hidden_in_a_get_body(server), replies=2)
     assert sent.statuses == [200]
     assert [(r.method, r.path, r.body) for r in lab.forwarded(mark)] == [
         ("GET", "/v2.1/servers", hidden)
@@ -402,9 +435,8 @@ async def test_request_hidden_in_a_get_body_is_only_a_body(lab: Lab) -> None:
 async def test_nothing_is_read_after_a_framing_error(lab: Lab) -> None:
     """After the parser's 400 the connection is closed: a pipelined action never runs."""
     server = lab.server("p1")
-    bad = head(server, b"Content-Length: 15", b"Content-Length: 15") + PAUSE
     mark = lab.mark()
-    sent = await lab.send(bad + cl(server), replies=2, check_closed=True)
+    sent = await lab.send(framing_error_then_action(server), replies=2, check_closed=True)
     assert [r.status for r in sent.replies] == [400]
     assert sent.closed
     assert lab.forwarded(mark) == []
@@ -414,11 +446,14 @@ async def test_nothing_is_read_after_a_framing_error(lab: Lab) -> None:
 # -- Expect: 100-continue ------------------------------------------------------------------
 
 
+def oversized_expect_100(server: str) -> bytes:
+    return head(server, b"Content-Length: 200000", b"Expect: 100-continue", b"Connection: close")
+
+
 async def test_expect_100_on_an_oversized_body_is_413_without_a_100(lab: Lab) -> None:
     server = lab.server("p1")
     mark = lab.mark()
-    data = head(server, b"Content-Length: 200000", b"Expect: 100-continue", b"Connection: close")
-    sent = await lab.send(data, replies=1)
+    sent = await lab.send(oversized_expect_100(server), replies=1)
     assert sent.statuses == [413]
     assert lab.forwarded(mark) == []
 
@@ -426,11 +461,52 @@ async def test_expect_100_on_an_oversized_body_is_413_without_a_100(lab: Lab) ->
 # -- slow loris: bounded by [limits] request_body_timeout ----------------------------------
 
 
-async def _trickle(
-    lab: Lab, head_bytes: bytes, pieces: list[bytes], interval: float
+@dataclass(frozen=True)
+class SlowClient:
+    """A pause request's head (with ``lines``), then its body one piece per ``interval``."""
+
+    id: str
+    lines: tuple[bytes, ...]
+    pieces: tuple[bytes, ...]
+    interval: float
+
+    def start(self, server: str) -> bytes:
+        return head(server, *self.lines)
+
+
+SLOW_LORIS_BODY = SlowClient(
+    "slow-loris-body",
+    (b"Content-Length: 15",),
+    tuple(PAUSE[i : i + 1] for i in range(len(PAUSE) - 1)),  # never the last byte
+    0.1,
+)
+BODY_NEVER_COMES = SlowClient("body-never-comes", (b"Content-Length: 15",), (b"",) * 30, 0.1)
+ENDLESS_CHUNKS = SlowClient(
+    "endless-chunks", (b"Transfer-Encoding: chunked",), (b"1\r\n \r\n",) * 40, 0.05
+)
+BROKEN_CHUNKS: list[tuple[str, bytes]] = [
+    ("size-bare-lf", b"f\n" + PAUSE + b"\r\n0\r\n\r\n"),  # bare LF after the size
+    ("extension-bare-lf", b"f;a=b\n" + PAUSE + b"\r\n0\r\n\r\n"),  # bare LF after an extension
+    ("bad-size", b"zz\r\n" + PAUSE + b"\r\n0\r\n\r\n"),  # not a size
+    ("overlong-chunk", b"5\r\n" + PAUSE + b"\r\n0\r\n\r\n"),  # data longer than its size
+]
+
+
+def broken_chunk_client(name: str, broken: bytes) -> SlowClient:
+    """A chunked head, then (after one interval) a body with a framing error."""
+    return SlowClient(f"chunk-error/{name}", (b"Transfer-Encoding: chunked",), (b"", broken), 0.1)
+
+
+# The connections stuck in their headers while a normal request is sent.
+STUCK_HEAD = b"POST /v2.1/servers/x/action HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Au"
+STUCK_CLIENTS = 50
+
+
+async def trickle(
+    port: int, head_bytes: bytes, pieces: Sequence[bytes], interval: float
 ) -> tuple[int | None, float]:
     """Send the head, then one piece per ``interval``; the status and when it came."""
-    reader, writer = await asyncio.open_connection(LOOPBACK, lab.port)
+    reader, writer = await asyncio.open_connection(LOOPBACK, port)
     started = time.monotonic()
     try:
         writer.write(head_bytes)
@@ -451,12 +527,15 @@ async def _trickle(
         writer.close()
 
 
+async def _trickle(lab: Lab, server: str, client: SlowClient) -> tuple[int | None, float]:
+    return await trickle(lab.port, client.start(server), client.pieces, client.interval)
+
+
 async def test_slow_loris_body_is_cut_off(impatient_lab: Lab) -> None:
     lab = impatient_lab
     server = lab.server("p1")
     mark = lab.mark()
-    pieces = [PAUSE[i : i + 1] for i in range(len(PAUSE) - 1)]  # never the last byte
-    status, seconds = await _trickle(lab, head(server, b"Content-Length: 15"), pieces, 0.1)
+    status, seconds = await _trickle(lab, server, SLOW_LORIS_BODY)
     assert status == 408
     assert IMPATIENT_BODY_TIMEOUT <= seconds < IMPATIENT_BODY_TIMEOUT + 2.0
     assert lab.forwarded(mark) == []
@@ -467,7 +546,7 @@ async def test_body_that_never_comes_is_cut_off(impatient_lab: Lab) -> None:
     lab = impatient_lab
     server = lab.server("p1")
     mark = lab.mark()
-    status, seconds = await _trickle(lab, head(server, b"Content-Length: 15"), [b""] * 30, 0.1)
+    status, seconds = await _trickle(lab, server, BODY_NEVER_COMES)
     assert status == 408
     assert seconds < IMPATIENT_BODY_TIMEOUT + 2.0
     assert lab.forwarded(mark) == []
@@ -477,23 +556,14 @@ async def test_endless_chunks_are_cut_off(impatient_lab: Lab) -> None:
     lab = impatient_lab
     server = lab.server("p1")
     mark = lab.mark()
-    status, seconds = await _trickle(
-        lab, head(server, b"Transfer-Encoding: chunked"), [b"1\r\n \r\n"] * 40, 0.05
-    )
+    status, seconds = await _trickle(lab, server, ENDLESS_CHUNKS)
     assert status == 408
     assert seconds < IMPATIENT_BODY_TIMEOUT + 2.0
     assert lab.forwarded(mark) == []
 
 
 @pytest.mark.parametrize(
-    "broken",
-    [
-        b"f\n" + PAUSE + b"\r\n0\r\n\r\n",  # bare LF after the size
-        b"f;a=b\n" + PAUSE + b"\r\n0\r\n\r\n",  # bare LF after an extension
-        b"zz\r\n" + PAUSE + b"\r\n0\r\n\r\n",  # not a size
-        b"5\r\n" + PAUSE + b"\r\n0\r\n\r\n",  # data longer than its size
-    ],
-    ids=["size-bare-lf", "extension-bare-lf", "bad-size", "overlong-chunk"],
+    "broken", [broken for _, broken in BROKEN_CHUNKS], ids=[name for name, _ in BROKEN_CHUNKS]
 )
 async def test_chunk_error_after_the_head_is_cut_off(impatient_lab: Lab, broken: bytes) -> None:
     """A framing error in a body that arrives after the head: aiohttp's C parser drops the
@@ -501,9 +571,7 @@ async def test_chunk_error_after_the_head_is_cut_off(impatient_lab: Lab, broken:
     lab = impatient_lab
     server = lab.server("p1")
     mark = lab.mark()
-    status, seconds = await _trickle(
-        lab, head(server, b"Transfer-Encoding: chunked"), [b"", broken], 0.1
-    )
+    status, seconds = await _trickle(lab, server, broken_chunk_client("", broken))
     assert status == 408
     assert seconds < IMPATIENT_BODY_TIMEOUT + 2.0
     assert lab.forwarded(mark) == []
@@ -514,10 +582,10 @@ async def test_slow_clients_do_not_starve_others(impatient_lab: Lab) -> None:
     """Fifty connections stuck in their headers: a normal request is still answered."""
     lab = impatient_lab
     server = lab.server("p1")
-    stuck = [await asyncio.open_connection(LOOPBACK, lab.port) for _ in range(50)]
+    stuck = [await asyncio.open_connection(LOOPBACK, lab.port) for _ in range(STUCK_CLIENTS)]
     try:
         for _, writer in stuck:
-            writer.write(b"POST /v2.1/servers/x/action HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Au")
+            writer.write(STUCK_HEAD)
             await writer.drain()
         mark = lab.mark()
         sent = await lab.send(cl(server), timeout=3.0)
@@ -535,19 +603,31 @@ async def test_slow_clients_do_not_starve_others(impatient_lab: Lab) -> None:
 SECRET = "gAAAAAB-security-suite-secret-token"
 
 
+PARSER_ERRORS_WITH_A_TOKEN: list[tuple[str, bytes]] = [
+    # A bare-LF request line: aiohttp quotes the whole buffer, every header included.
+    ("bare-lf", b"POST /v2.1/servers/x/action HTTP/1.1\nHost: 127.0.0.1\nX-Auth-Token: %s\n\n"),
+    # A bad byte in the token's own line: aiohttp quotes that line.
+    (
+        "control-char-in-token",
+        b"GET /v2.1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: %s\x01\r\n\r\n",
+    ),
+    # A token folded onto a second line.
+    (
+        "folded-token",
+        b"GET /v2.1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Note: a\r\n X-Auth-Token: %s\r\n\r\n",
+    ),
+    # A header name with a space after the token line.
+    (
+        "bad-name-after-token",
+        b"GET /v2.1/servers HTTP/1.1\r\nX-Auth-Token: %s\r\nBad Name: 1\r\n\r\n",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     "request_bytes_with_secret",
-    [
-        # A bare-LF request line: aiohttp quotes the whole buffer, every header included.
-        b"POST /v2.1/servers/x/action HTTP/1.1\nHost: 127.0.0.1\nX-Auth-Token: %s\n\n",
-        # A bad byte in the token's own line: aiohttp quotes that line.
-        b"GET /v2.1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Auth-Token: %s\x01\r\n\r\n",
-        # A token folded onto a second line.
-        b"GET /v2.1/servers HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Note: a\r\n X-Auth-Token: %s\r\n\r\n",
-        # A header name with a space after the token line.
-        b"GET /v2.1/servers HTTP/1.1\r\nX-Auth-Token: %s\r\nBad Name: 1\r\n\r\n",
-    ],
-    ids=["bare-lf", "control-char-in-token", "folded-token", "bad-name-after-token"],
+    [template for _, template in PARSER_ERRORS_WITH_A_TOKEN],
+    ids=[name for name, _ in PARSER_ERRORS_WITH_A_TOKEN],
 )
 async def test_parser_errors_do_not_log_the_token(
     lab: Lab, caplog: pytest.LogCaptureFixture, request_bytes_with_secret: bytes
@@ -565,3 +645,71 @@ async def test_parser_errors_do_not_log_the_token(
     ]
     assert any("malformed HTTP request refused" in line for line in logged), logged
     assert not [line for line in logged if SECRET in line]
+
+
+# -- the corpus as data --------------------------------------------------------------------
+
+
+def _variant(case: FramingCase, targets: Targets) -> bytes:
+    return case.build(targets.server)
+
+
+def _fixed(data: bytes, targets: Targets) -> bytes:
+    return data
+
+
+def attack_requests() -> list[AttackRequest]:
+    """Every request this module sends whole, as data (tests/e2e replays them before the real
+    Nova). SLOW_CLIENTS are sent piece by piece, and STUCK_CLIENTS connections hang in their
+    headers, beside these; the suite sends the last normal pause while they hang."""
+    return [
+        *(
+            AttackRequest(
+                f"variant/{case.id}", partial(_variant, case), acts=case.expect == RUN, replies=2
+            )
+            for case in CASES
+        ),
+        AttackRequest(
+            "pipelined-allowed-then-foreign",
+            lambda t: allowed_then_foreign(t.server),
+            acts=True,
+            replies=2,
+        ),
+        AttackRequest(
+            "pipelined-refused-then-allowed",
+            lambda t: refused_then_allowed(t.server),
+            acts=True,
+            replies=2,
+        ),
+        AttackRequest(
+            "pipelined-bodies-stay-with-their-requests",
+            lambda t: bodies_then_unpause((t.server, *t.others)),
+            acts=True,
+            replies=4,
+        ),
+        AttackRequest(
+            "request-hidden-in-a-get-body", lambda t: hidden_in_a_get_body(t.server), replies=2
+        ),
+        AttackRequest(
+            "nothing-read-after-a-framing-error",
+            lambda t: framing_error_then_action(t.server),
+            replies=2,
+        ),
+        AttackRequest("expect-100-on-an-oversized-body", lambda t: oversized_expect_100(t.server)),
+        AttackRequest("slow-clients-do-not-starve-others", lambda t: cl(t.server), acts=True),
+        *(
+            AttackRequest(
+                f"parser-error-does-not-log-the-token/{name}",
+                partial(_fixed, template % SECRET.encode()),
+            )
+            for name, template in PARSER_ERRORS_WITH_A_TOKEN
+        ),
+    ]
+
+
+SLOW_CLIENTS: list[SlowClient] = [
+    SLOW_LORIS_BODY,
+    BODY_NEVER_COMES,
+    ENDLESS_CHUNKS,
+    *(broken_chunk_client(name, broken) for name, broken in BROKEN_CHUNKS),
+]

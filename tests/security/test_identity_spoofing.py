@@ -7,10 +7,12 @@ count as proof of anything: each case asserts the answer and what novasim receiv
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 
-from tests.security.lab import ACTION_PATH, Lab, identity_headers_in
-from tests.security.wire import Header, request_bytes
+from tests.security.lab import ACTION_PATH, Lab, Tokens, identity_headers_in
+from tests.security.wire import AttackRequest, Header, Targets, request_bytes
 
 # What keystonemiddleware sets for Nova (and the legacy spellings Nova still reads),
 # each with the value that would help an attacker most.
@@ -113,16 +115,22 @@ async def test_every_spoof_at_once(any_lab: Lab) -> None:
     assert lab.actions_run(server) == []
 
 
+WITHOUT_A_TOKEN: list[tuple[str, list[Header]]] = [
+    ("dash", [("X-User-Id", "alice"), ("X-Project-Id", "p1"), ("X-Roles", "admin")]),
+    ("underscore", [("X_User_Id", "alice"), ("X_Project_Id", "p1"), ("X_Roles", "admin")]),
+    (
+        "confirmed",
+        [("X-Identity-Status", "Confirmed"), ("X-User-Id", "admin"), ("X-Tenant-Id", "p1")],
+    ),
+    ("empty-token", [("X-Auth-Token", "")]),
+    ("blank-token", [("X-Auth-Token", " ")]),
+]
+
+
 @pytest.mark.parametrize(
     "headers",
-    [
-        [("X-User-Id", "alice"), ("X-Project-Id", "p1"), ("X-Roles", "admin")],
-        [("X_User_Id", "alice"), ("X_Project_Id", "p1"), ("X_Roles", "admin")],
-        [("X-Identity-Status", "Confirmed"), ("X-User-Id", "admin"), ("X-Tenant-Id", "p1")],
-        [("X-Auth-Token", "")],
-        [("X-Auth-Token", " ")],
-    ],
-    ids=["dash", "underscore", "confirmed", "empty-token", "blank-token"],
+    [headers for _, headers in WITHOUT_A_TOKEN],
+    ids=[name for name, _ in WITHOUT_A_TOKEN],
 )
 async def test_identity_headers_without_a_token_are_401(
     any_lab: Lab, headers: list[Header]
@@ -186,3 +194,75 @@ async def test_bearer_token_beside_x_auth_token(any_lab: Lab) -> None:
     assert reply.status == (401 if lab.mode == "jwt" else 403)
     assert lab.forwarded(mark) == []
     assert lab.actions_run(server) == []
+
+
+# -- the corpus as data --------------------------------------------------------------------
+
+
+def _pause(token: str, extra: list[Header], targets: Targets) -> bytes:
+    return pause_request(targets.server, token, extra)
+
+
+def _unauthenticated(headers: list[Header], targets: Targets) -> bytes:
+    return request_bytes("POST", ACTION_PATH.format(targets.server), [JSON, *headers], PAUSE)
+
+
+def attack_requests(tokens: Tokens) -> list[AttackRequest]:
+    """Every request one identity mode's run of this module sends, as data, with ``tokens``
+    (tests/e2e replays them before the real Nova). The suite sends them once per mode."""
+    requests: list[AttackRequest] = []
+    for name, value in SPOOFS:
+        for spelled in spellings(name):
+            for who, token in (("reader", tokens.reader), ("other", tokens.other)):
+                requests.append(
+                    AttackRequest(
+                        f"spoofed-header/{name}/{spelled}/{who}",
+                        partial(_pause, token, [(spelled, value)]),
+                    )
+                )
+        every_spelling = [(spelled, value) for spelled in spellings(name)]
+        requests.append(
+            AttackRequest(
+                f"spoofed-header/{name}/member",
+                partial(_pause, tokens.member, every_spelling),
+                True,
+            )
+        )
+    every = [(spelled, value) for name, value in SPOOFS for spelled in spellings(name)[:2]]
+    requests += [
+        AttackRequest("every-spoof-at-once/reader", partial(_pause, tokens.reader, every)),
+        AttackRequest("every-spoof-at-once/other", partial(_pause, tokens.other, every)),
+        AttackRequest("every-spoof-at-once/no-token", partial(_unauthenticated, every)),
+    ]
+    requests += [
+        AttackRequest(
+            f"identity-headers-without-a-token/{name}", partial(_unauthenticated, headers)
+        )
+        for name, headers in WITHOUT_A_TOKEN
+    ]
+    requests += [
+        AttackRequest(
+            "underscore-token/beside-a-token",
+            partial(_pause, tokens.other, [("X_Auth_Token", tokens.admin)]),
+        ),
+        AttackRequest(
+            "underscore-token/alone",
+            lambda t: request_bytes(
+                "POST", ACTION_PATH.format(t.server), [("x_auth_token", tokens.admin), JSON], PAUSE
+            ),
+        ),
+        AttackRequest(
+            "two-different-tokens",
+            lambda t: request_bytes(
+                "POST",
+                ACTION_PATH.format(t.server),
+                [("X-Auth-Token", tokens.reader), ("X-Auth-Token", tokens.admin), JSON],
+                PAUSE,
+            ),
+        ),
+        AttackRequest(
+            "bearer-token-beside-x-auth-token",
+            partial(_pause, tokens.reader, [("Authorization", f"Bearer {tokens.admin}")]),
+        ),
+    ]
+    return requests

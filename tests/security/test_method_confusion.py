@@ -7,10 +7,12 @@ never accept an answer without checking the method novasim received and what it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from tests.security.lab import ACTION_PATH, Lab
-from tests.security.wire import Header, request_bytes
+from tests.security.wire import AttackRequest, Header, Targets, request_bytes
 
 PAUSE = b'{"pause": null}'
 JSON: Header = ("Content-Type", "application/json")
@@ -36,6 +38,27 @@ OTHER_METHODS = [
     "MOVE",
     "COPY",
 ]
+METHODS_TO_OVERRIDE = ["GET", "PUT", "DELETE"]
+OVERRIDE_VALUES = ["DELETE", "PUT", "GET"]
+QUERY_OVERRIDES = [
+    "_method=DELETE",
+    "X-HTTP-Method-Override=DELETE",
+    "method=GET",
+    "_method=PUT&x=1",
+]
+DELETE_AND_UPDATE = [
+    ("DELETE", "carol:p1:reader", 403),
+    ("DELETE", "eve:p2", 404),
+    ("PUT", "carol:p1:reader", 403),
+    ("PUT", "eve:p2", 404),
+]
+OTHER_ROUTES = [
+    ("POST", SERVER_PATH, 404),  # no /action: Nova routes nothing there
+    ("PATCH", SERVER_PATH, 404),
+    ("GET", SERVER_PATH, 200),  # a show; its body is ignored
+    ("POST", "/v2.1/servers/{}/os-instance-actions", 404),
+]
+RENAME = b'{"server": {"name": "renamed"}}'
 
 
 @pytest.mark.parametrize("method", OTHER_METHODS)
@@ -52,7 +75,7 @@ async def test_only_post_reaches_the_action(lab: Lab, method: str) -> None:
 
 
 @pytest.mark.parametrize("override", OVERRIDES)
-@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+@pytest.mark.parametrize("method", METHODS_TO_OVERRIDE)
 async def test_override_header_cannot_turn_a_method_into_post(
     lab: Lab, method: str, override: str
 ) -> None:
@@ -68,7 +91,7 @@ async def test_override_header_cannot_turn_a_method_into_post(
 
 
 @pytest.mark.parametrize("override", OVERRIDES)
-@pytest.mark.parametrize("value", ["DELETE", "PUT", "GET"])
+@pytest.mark.parametrize("value", OVERRIDE_VALUES)
 async def test_override_header_on_an_action_changes_nothing(
     lab: Lab, override: str, value: str
 ) -> None:
@@ -112,10 +135,7 @@ async def test_refused_delete_stays_refused_whatever_the_override(lab: Lab, over
     assert lab.vm_state(server) == "active"
 
 
-@pytest.mark.parametrize(
-    "query",
-    ["_method=DELETE", "X-HTTP-Method-Override=DELETE", "method=GET", "_method=PUT&x=1"],
-)
+@pytest.mark.parametrize("query", QUERY_OVERRIDES)
 async def test_override_in_the_query_changes_nothing(lab: Lab, query: str) -> None:
     server = lab.server("p1")
     target = f"{ACTION_PATH.format(server)}?{query}"
@@ -128,21 +148,13 @@ async def test_override_in_the_query_changes_nothing(lab: Lab, query: str) -> No
     assert lab.actions_run(server) == ["pause"]
 
 
-@pytest.mark.parametrize(
-    ("method", "token", "status"),
-    [
-        ("DELETE", "carol:p1:reader", 403),
-        ("DELETE", "eve:p2", 404),
-        ("PUT", "carol:p1:reader", 403),
-        ("PUT", "eve:p2", 404),
-    ],
-)
+@pytest.mark.parametrize(("method", "token", "status"), DELETE_AND_UPDATE)
 async def test_server_delete_and_update_are_decided_like_actions(
     lab: Lab, method: str, token: str, status: int
 ) -> None:
     server = lab.server("p1")
     mark = lab.mark()
-    body = b'{"server": {"name": "renamed"}}' if method == "PUT" else b""
+    body = RENAME if method == "PUT" else b""
     headers = [("X-Auth-Token", token), JSON]
     reply = (await lab.send(request_bytes(method, SERVER_PATH.format(server), headers, body))).reply
     assert reply.status == status
@@ -175,15 +187,7 @@ async def test_delete_with_an_action_body_is_a_delete(lab: Lab) -> None:
     assert "pause" not in lab.actions_run(server)
 
 
-@pytest.mark.parametrize(
-    ("method", "target", "status"),
-    [
-        ("POST", SERVER_PATH, 404),  # no /action: Nova routes nothing there
-        ("PATCH", SERVER_PATH, 404),
-        ("GET", SERVER_PATH, 200),  # a show; its body is ignored
-        ("POST", "/v2.1/servers/{}/os-instance-actions", 404),
-    ],
-)
+@pytest.mark.parametrize(("method", "target", "status"), OTHER_ROUTES)
 async def test_action_body_on_another_route_runs_nothing(
     lab: Lab, method: str, target: str, status: int
 ) -> None:
@@ -196,3 +200,106 @@ async def test_action_body_on_another_route_runs_nothing(
     assert [(r.method, r.path, r.body) for r in lab.forwarded(mark)] == [(method, path, PAUSE)]
     assert lab.actions_run(server) == []
     assert lab.vm_state(server) == "active"
+
+
+# -- the corpus as data --------------------------------------------------------------------
+
+MEMBER = "alice:p1"
+READER = "carol:p1:reader"
+
+
+def _on(
+    which: str, method: str, path: str, headers: list[Header], body: bytes = b""
+) -> Callable[[Targets], bytes]:
+    """A builder sending the request to the server ``Targets.<which>`` names."""
+
+    def build(targets: Targets) -> bytes:
+        server: str = getattr(targets, which)
+        return request_bytes(method, path.format(server), headers, body)
+
+    return build
+
+
+def attack_requests() -> list[AttackRequest]:
+    """Every request this module sends, as data (tests/e2e replays them before the real Nova).
+
+    A member's DELETE goes to ``Targets.locked`` (refused, 409) or ``Targets.doomed`` (run).
+    """
+    member = [("X-Auth-Token", MEMBER), JSON]
+    return [
+        *(
+            AttackRequest(
+                f"only-post/{method}",
+                _on("server", method, ACTION_PATH, member, PAUSE),
+                head=method == "HEAD",
+            )
+            for method in OTHER_METHODS
+        ),
+        *(
+            AttackRequest(
+                f"override-to-post/{method}/{override}",
+                _on("server", method, ACTION_PATH, [*member, (override, "POST")], PAUSE),
+            )
+            for override in OVERRIDES
+            for method in METHODS_TO_OVERRIDE
+        ),
+        *(
+            AttackRequest(
+                f"override-on-an-action/{value}/{override}",
+                _on("server", "POST", ACTION_PATH, [*member, (override, value)], PAUSE),
+                acts=True,
+            )
+            for override in OVERRIDES
+            for value in OVERRIDE_VALUES
+        ),
+        *(
+            AttackRequest(
+                f"reader-show-with-delete-override/{override}",
+                _on("server", "GET", SERVER_PATH, [("X-Auth-Token", READER), (override, "DELETE")]),
+            )
+            for override in OVERRIDES
+        ),
+        *(
+            AttackRequest(
+                f"reader-delete-with-get-override/{override}",
+                _on("server", "DELETE", SERVER_PATH, [("X-Auth-Token", READER), (override, "GET")]),
+            )
+            for override in OVERRIDES
+        ),
+        *(
+            AttackRequest(
+                f"override-in-the-query/{query}",
+                _on("server", "POST", f"{ACTION_PATH}?{query}", member, PAUSE),
+                acts=True,
+            )
+            for query in QUERY_OVERRIDES
+        ),
+        *(
+            AttackRequest(
+                f"delete-and-update/{method}/{token}",
+                _on(
+                    "server",
+                    method,
+                    SERVER_PATH,
+                    [("X-Auth-Token", token), JSON],
+                    RENAME if method == "PUT" else b"",
+                ),
+            )
+            for method, token, _ in DELETE_AND_UPDATE
+        ),
+        AttackRequest(
+            "delete-of-a-locked-server", _on("locked", "DELETE", SERVER_PATH, [member[0]])
+        ),
+        AttackRequest(
+            "delete-with-an-action-body",
+            _on("doomed", "DELETE", SERVER_PATH, member, PAUSE),
+            acts=True,
+        ),
+        *(
+            AttackRequest(
+                f"action-body-on-another-route/{method} {target}",
+                _on("server", method, target, member, PAUSE),
+            )
+            for method, target, _ in OTHER_ROUTES
+        ),
+    ]

@@ -8,12 +8,13 @@ never accept a case without asserting the one concrete version novasim received.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
 from novasim.recorder import RecordedRequest
 from tests.security.lab import ACTION_PATH, Lab
-from tests.security.wire import Header, Reply, request_bytes
+from tests.security.wire import AttackRequest, Header, Reply, Targets, request_bytes
 
 STANDARD = "OpenStack-API-Version"
 LEGACY = "X-OpenStack-Nova-API-Version"
@@ -114,9 +115,14 @@ def _version_lines(record: RecordedRequest, name: str) -> list[str]:
     return [value for key, value in record.headers if key.lower() == name.lower()]
 
 
-async def _send(lab: Lab, server: str, body: bytes, headers: tuple[Header, ...]) -> Reply:
+def version_request(server: str, body: bytes, headers: tuple[Header, ...]) -> bytes:
+    """The member's action on ``server`` with the version ``headers``."""
     sent = [("X-Auth-Token", "alice:p1"), ("Content-Type", "application/json"), *headers]
-    return (await lab.send(request_bytes("POST", ACTION_PATH.format(server), sent, body))).reply
+    return request_bytes("POST", ACTION_PATH.format(server), sent, body)
+
+
+async def _send(lab: Lab, server: str, body: bytes, headers: tuple[Header, ...]) -> Reply:
+    return (await lab.send(version_request(server, body, headers))).reply
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -154,3 +160,34 @@ async def test_version_variant(lab: Lab, case: VersionCase) -> None:
         assert reply.status == 404
         assert reply.header(STANDARD) == f"compute {decided}"
         assert forwarded == []
+
+
+# -- the corpus as data --------------------------------------------------------------------
+
+
+def _variant(body: bytes, headers: tuple[Header, ...], targets: Targets) -> bytes:
+    return version_request(targets.server, body, headers)
+
+
+def attack_requests() -> list[AttackRequest]:
+    """Every request this module sends, as data (tests/e2e replays them before the real Nova).
+
+    The suite sends the addFloatingIp of a decided case to a second fresh server; here both
+    go to ``Targets.server``.
+    """
+    requests: list[AttackRequest] = []
+    for case in CASES:
+        decided = not isinstance(case.expect, int)
+        requests.append(
+            AttackRequest(f"pause/{case.id}", partial(_variant, PAUSE, case.headers), decided)
+        )
+        if isinstance(case.expect, str):
+            major, minor = (int(part) for part in case.expect.split("."))
+            requests.append(
+                AttackRequest(
+                    f"add-floating-ip/{case.id}",
+                    partial(_variant, FLOATING, case.headers),
+                    acts=(major, minor) <= FLOATING_LAST,
+                )
+            )
+    return requests

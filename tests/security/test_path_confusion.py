@@ -9,11 +9,12 @@ what novasim ran.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import pytest
 
 from tests.security.lab import Lab
-from tests.security.wire import request_bytes
+from tests.security.wire import AttackRequest, Header, Targets, request_bytes
 
 PAUSE = b'{"pause": null}'
 FORWARD = "forward"  # forwarded exactly as sent; novasim routes it to no action
@@ -134,13 +135,27 @@ CASES: list[PathCase] = [
 ]
 
 
+JSON: Header = ("Content-Type", "application/json")
+
+
+def variant_request(case: PathCase, server: str, port: int) -> bytes:
+    """The member's pause of ``server``, sent to the case's spelling of the action path."""
+    target = expand(case.target, server, port)
+    return request_bytes("POST", target, [("X-Auth-Token", "alice:p1"), JSON], PAUSE)
+
+
+def url_project_request(server: str, token: str) -> bytes:
+    """A pause of ``server`` under project ``0abc`` in the URL, with ``token``."""
+    target = f"/v2.1/0abc/servers/{server}/action"
+    return request_bytes("POST", target, [("X-Auth-Token", token), JSON], PAUSE)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
 async def test_path_variant(lab: Lab, case: PathCase) -> None:
     server = lab.server("p1")
     target = expand(case.target, server, lab.port)
     mark = lab.mark()
-    headers = [("X-Auth-Token", "alice:p1"), ("Content-Type", "application/json")]
-    sent = await lab.send(request_bytes("POST", target, headers, PAUSE))
+    sent = await lab.send(variant_request(case, server, lab.port))
     reply = sent.reply
     forwarded = [(r.method, r.path, r.body) for r in lab.forwarded(mark)]
     # aiohttp's client never sends an empty query: "/x?" goes up as "/x" (the same
@@ -166,8 +181,7 @@ async def test_project_in_url_that_is_the_tokens_is_forwarded_exactly(lab: Lab) 
     server = lab.server("0abc")
     target = f"/v2.1/0abc/servers/{server}/action"
     mark = lab.mark()
-    headers = [("X-Auth-Token", "alice:0abc"), ("Content-Type", "application/json")]
-    reply = (await lab.send(request_bytes("POST", target, headers, PAUSE))).reply
+    reply = (await lab.send(url_project_request(server, "alice:0abc"))).reply
     assert reply.status == 202
     assert [(r.method, r.path, r.body) for r in lab.forwarded(mark)] == [("POST", target, PAUSE)]
     assert lab.actions_run(server) == ["pause"]
@@ -179,9 +193,7 @@ async def test_project_in_url_is_checked_against_the_token_before_anything_else(
     """eve (p2) naming p1's hex project in the URL of p1's server: 400, never a lookup."""
     server = lab.server("0abc")
     mark = lab.mark()
-    headers = [("X-Auth-Token", "eve:0def"), ("Content-Type", "application/json")]
-    target = f"/v2.1/0abc/servers/{server}/action"
-    reply = (await lab.send(request_bytes("POST", target, headers, PAUSE))).reply
+    reply = (await lab.send(url_project_request(server, "eve:0def"))).reply
     assert reply.status == 400
     assert "doesn't match Context's project_id '0def'" in reply.json()["badRequest"]["message"]
     assert lab.seen(mark) == []
@@ -192,3 +204,27 @@ def test_targets_are_distinct() -> None:
     """Data only: no two cases send the same request target."""
     targets = [case.target for case in CASES]
     assert len(targets) == len(set(targets))
+
+
+def _variant(case: PathCase, targets: Targets) -> bytes:
+    return variant_request(case, targets.server, targets.port)
+
+
+def attack_requests() -> list[AttackRequest]:
+    """Every request this module sends, as data (tests/e2e replays them before the real Nova).
+
+    The two URL-project requests name project 0abc, which only the suite's own server has;
+    aimed at another project's server they are answered 404 instead.
+    """
+    return [
+        *(
+            AttackRequest(f"variant/{case.id}", partial(_variant, case), case.expect == RUN)
+            for case in CASES
+        ),
+        AttackRequest(
+            "url-project-is-the-tokens", lambda t: url_project_request(t.server, "alice:0abc")
+        ),
+        AttackRequest(
+            "url-project-is-not-the-tokens", lambda t: url_project_request(t.server, "eve:0def")
+        ),
+    ]

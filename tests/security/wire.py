@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,31 @@ MAX_CHUNKS = 10_000
 MAX_TRAILERS = 256
 
 Header = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What a replayed attack request names: its servers and the gateway's port.
+
+    The suite makes fresh servers per test; a replay elsewhere (tests/e2e) passes its own.
+    """
+
+    server: str  # the attacked server, of project p1
+    port: int  # the gateway's port (absolute-form targets name it)
+    others: tuple[str, str]  # two more servers of p1 (pipelining sends to three)
+    locked: str  # a server of p1 locked by its owner
+    doomed: str  # a server of p1 that a member's allowed DELETE may delete
+
+
+@dataclass(frozen=True)
+class AttackRequest:
+    """One request a security module sends, as data: its bytes built for any ``Targets``."""
+
+    label: str  # "<test>/<case>", unique within its module
+    build: Callable[[Targets], bytes]
+    acts: bool = False  # the suite expects it forwarded and run (it changes the server)
+    replies: int = 1  # final answers it asks for (pipelined requests ask for more)
+    head: bool = False  # a HEAD request: the answer has no body
 
 
 def request_bytes(
