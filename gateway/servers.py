@@ -128,7 +128,9 @@ class ServerLookup:
         return facts
 
     def _remember(self, server_id: str, facts: ServerFacts | None) -> None:
-        if self._ttl <= 0:
+        # A server with a task in progress is about to change state by itself (pausing
+        # becomes paused): a cached reading would refuse the next valid action.
+        if self._ttl <= 0 or (facts is not None and facts.task_state is not None):
             return
         self._cache[server_id] = (time.monotonic() + self._ttl, facts)
         self._cache.move_to_end(server_id)

@@ -20,9 +20,12 @@ async def post_action(
 ) -> tuple[int, dict[str, Any]]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     sent = {"X-Auth-Token": token, "Content-Type": "application/json", **headers}
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{gateway}/v2.1/servers/{server_id}/action", data=data, headers=sent
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{gateway}/v2.1/servers/{server_id}/action", data=data, headers=sent
+        ) as response,
+    ):
         text = await response.text()
         return response.status, (json.loads(text) if text else {})
 
@@ -140,11 +143,14 @@ async def test_admin_lock_found_in_the_instance_action_log(gate: tuple[str, SimU
     gateway, sim = gate
     server = sim.make_server(project_id="p1")
     # Locked behind the gateway's back: the gateway has no record and must ask Nova.
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{sim.url}/servers/{server}/action",
-        json={"lock": None},
-        headers={"X-Auth-Token": "admin:admin"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{sim.url}/servers/{server}/action",
+            json={"lock": None},
+            headers={"X-Auth-Token": "admin:admin"},
+        ) as response,
+    ):
         assert response.status == 202
     status, body = await post_action(gateway, server, {"unlock": None})
     assert status == 403 and "unlock_override" in body["forbidden"]["message"]
@@ -190,11 +196,14 @@ async def test_lock_is_checked_before_state(gate: tuple[str, SimUpstream]) -> No
 async def test_url_project_must_be_the_tokens(gate: tuple[str, SimUpstream]) -> None:
     gateway, sim = gate
     server = sim.make_server(project_id="p1")
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{gateway}/v2.1/0abc/servers/{server}/action",
-        json={"pause": None},
-        headers={"X-Auth-Token": "alice:p1"},
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{gateway}/v2.1/0abc/servers/{server}/action",
+            json={"pause": None},
+            headers={"X-Auth-Token": "alice:p1"},
+        ) as response,
+    ):
         body = await response.json()
     assert response.status == 400
     assert body["badRequest"]["message"] == (
@@ -215,9 +224,10 @@ async def test_system_scoped_token_is_refused_by_project_rules(
 async def test_no_token_is_401(gate: tuple[str, SimUpstream]) -> None:
     gateway, sim = gate
     server = sim.make_server(project_id="p1")
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{gateway}/v2.1/servers/{server}/action", json={"pause": None}
-    ) as response:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{gateway}/v2.1/servers/{server}/action", json={"pause": None}) as response,
+    ):
         assert response.status == 401
         assert (await response.json())["unauthorized"]["code"] == 401
 
@@ -255,3 +265,16 @@ async def test_server_lookup_failure_is_503(start_gateway: Any, fake_upstream: A
     # The fake upstream answers the lookup with an echo document, not a server.
     assert status in (502, 503)
     assert not [r for r in upstream.received if r.path_qs.endswith("/action")]
+
+
+async def test_a_server_in_transition_is_not_cached(
+    novasim_upstream: SimUpstream, start_gateway: Any
+) -> None:
+    gateway = base_url(await start_gateway(novasim_upstream.url, server_lookup__cache_ttl=60))
+    server = novasim_upstream.make_server(project_id="p1", vm_state="active", task_state="pausing")
+    status, _ = await post_action(gateway, server, {"unpause": None})
+    assert status == 409  # still active, pausing
+    stored = novasim_upstream.sim.store.servers[server]
+    stored.vm_state, stored.task_state = "paused", None  # the task finished at Nova
+    status, _ = await post_action(gateway, server, {"unpause": None})
+    assert status == 202
