@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import pkgutil
-import secrets
-import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -19,16 +17,18 @@ from typing import Any
 
 import aiohttp
 import pytest
-import yarl
 
 import tests.security
-from tests.e2e.gateway_fixtures import GATEWAY_CONFIG, GatewayLab, start_gateway
-from tests.e2e.test_attacks_realnova import (
-    STOCK_IMAGE,
-    audit_records,
-    authorizing_record,
-    nova_gateway_command,
+from tests.e2e.audited_gateway import (
+    AuditedGateway,
+    Ran,
+    audit_verify,
+    instance_actions,
+    not_allowed,
+    start_audited_gateway,
 )
+from tests.e2e.gateway_fixtures import GATEWAY_CONFIG
+from tests.e2e.test_attacks_realnova import STOCK_IMAGE
 from tests.security import test_body_confusion as body_attacks
 from tests.security import test_hop_by_hop as hop_attacks
 from tests.security import test_http_framing as framing_attacks
@@ -40,14 +40,12 @@ from tests.security.lab import IMPATIENT_BODY_TIMEOUT, LAB_TOKENS, MODES, Tokens
 from tests.security.wire import LOOPBACK, AttackRequest, Targets, exchange
 from tests.support.api_client import ApiClient
 from tests.support.labs import RealNova
-from tests.support.processes import ProcessStartError, ServerProcess
 
 MEMBER = LAB_TOKENS["member"]
 ADMIN = LAB_TOKENS["admin"]
 NOAUTH_TOKENS = Tokens(**LAB_TOKENS)
 SETUP_TIMEOUT = 90.0
 REQUEST_TIMEOUT = 15.0  # one attack request's answers (the suite allows 5 s to novasim)
-RECORD_TIMEOUT = 10.0  # the audit writer thread appends within milliseconds
 CONCURRENCY = 4  # connections at once while nothing is expected to run: gentle on Nova
 SETTLE_STEPS = 16  # unlock, start, pause, and retries: a server reaches its state in fewer
 LOOKUP_CACHE_TTL = 2.0  # [server_lookup] cache_ttl: how long the gateway reuses a server
@@ -117,26 +115,6 @@ def test_corpus_takes_every_security_module() -> None:
 # -- the gateway and the target servers ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class AuditedGateway:
-    """This module's gateway before the session's realnova, with its audit trail on."""
-
-    lab: GatewayLab
-    audit_dir: Path
-    key_file: Path
-
-    @property
-    def process(self) -> ServerProcess:
-        """The gateway process (the e2e conftest attaches its log tail to a failure)."""
-        return self.lab.process
-
-    @property
-    def port(self) -> int:
-        port = yarl.URL(self.lab.url).port
-        assert port is not None
-        return port
-
-
 @pytest.fixture(scope="module")
 def corpus_gateway(
     realnova: RealNova,
@@ -147,29 +125,16 @@ def corpus_gateway(
     """The session gateway's configuration, a sealed file audit trail, and the security
     suite's short body deadline (its slow clients are replayed too)."""
     home = tmp_path_factory.mktemp("corpus-gateway")
-    audit_dir = home / "audit"
-    audit_dir.mkdir()
-    key_file = home / "audit.key"
-    key_file.write_text(secrets.token_hex(16), encoding="ascii")
-    key_file.chmod(0o600)
     sections = {
         **GATEWAY_CONFIG,
         "limits": {"request_body_timeout": str(IMPATIENT_BODY_TIMEOUT)},
-        "audit": {
-            "enabled": "true",
-            "sinks": "file",
-            "hmac_key_file": str(key_file),
-            "file_directory": str(audit_dir),
-            "file_fsync": "never",
-        },
     }
-    try:
-        lab = start_gateway(realnova.url, home / "config", lab_logs, sections)
-    except ProcessStartError as exc:
-        pytest.fail(f"the audited gateway did not start: {exc}", pytrace=False)
-    e2e_timings("corpus gateway (audit trail on) start to READY", lab.process.startup_seconds)
-    yield AuditedGateway(lab, audit_dir, key_file)
-    lab.process.stop()
+    audited = start_audited_gateway(
+        realnova.url, home, lab_logs, sections, name="the audited gateway"
+    )
+    e2e_timings("corpus gateway (audit trail on) start to READY", audited.process.startup_seconds)
+    yield audited
+    audited.process.stop()
 
 
 @dataclass(frozen=True)
@@ -258,14 +223,7 @@ async def _clean_up(realnova: RealNova, booted: list[str]) -> None:
 
 async def action_log(nova: ApiClient, server_id: str) -> list[tuple[str, str]]:
     """(action, request id) of every row of the server's instance-action log (deleted too)."""
-    reply = await nova.request(
-        "GET",
-        f"/servers/{server_id}/os-instance-actions",
-        token=ADMIN,
-        microversion=DELETED_VERSION,
-    )
-    assert reply.status == 200, reply.body
-    return sorted((row["action"], row["request_id"]) for row in reply.body["instanceActions"])
+    return await instance_actions(nova, server_id, ADMIN, DELETED_VERSION)
 
 
 async def _show(nova: ApiClient, server_id: str) -> dict[str, Any]:
@@ -411,9 +369,6 @@ async def _control(gateway: ApiClient, nova: ApiClient, server_id: str) -> list[
     return sorted(set(await action_log(nova, server_id)) - before)
 
 
-Ran = tuple[str, str, str]  # (server id, Nova's action name, Nova's request id)
-
-
 async def _unauthorized(
     nova: ApiClient, audit_dir: Path, targets: CorpusTargets
 ) -> tuple[list[Ran], list[Ran], int]:
@@ -425,17 +380,8 @@ async def _unauthorized(
         for action, request_id in await action_log(nova, server)
         if request_id not in targets.before[server]
     ]
-    deadline = time.monotonic() + RECORD_TIMEOUT
-    while True:  # bounded: the writer thread may still hold the last records
-        records = audit_records(audit_dir)
-        missing = [
-            (server, action, request_id)
-            for server, action, request_id in window
-            if authorizing_record(records, server, action, request_id) is None
-        ]
-        if not missing or time.monotonic() >= deadline:
-            return missing, window, len(records)
-        await asyncio.sleep(0.1)
+    missing, records = await not_allowed(audit_dir, window)
+    return missing, window, len(records)
 
 
 async def test_every_attack_request_runs_only_what_the_audit_trail_allowed(
@@ -488,19 +434,6 @@ async def test_every_attack_request_runs_only_what_the_audit_trail_allowed(
     garbled = {name: tally.garbled for name, tally in tallies.items() if tally.garbled}
     assert not garbled, f"malformed answers: {garbled}"
 
-    verified = subprocess.run(
-        [
-            *nova_gateway_command(),
-            "audit",
-            "verify",
-            "--key-file",
-            str(corpus_gateway.key_file),
-            str(corpus_gateway.audit_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60.0,
-        check=False,
-    )
+    verified = audit_verify(corpus_gateway)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("OK "), verified.stdout

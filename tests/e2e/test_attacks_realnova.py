@@ -10,21 +10,24 @@ here). It must never act on the seed servers, and boots exactly one server of it
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import aiohttp
 import pytest
-import yarl
 
-from tests.e2e.gateway_fixtures import GATEWAY_CONFIG, GatewayLab, start_gateway
+from tests.e2e.audited_gateway import (
+    AuditedGateway,
+    audit_verify,
+    instance_actions,
+    not_allowed,
+    start_audited_gateway,
+)
+from tests.e2e.audited_gateway import port_of as _port
+from tests.e2e.gateway_fixtures import GATEWAY_CONFIG
 from tests.security import test_body_confusion as body_attacks
 from tests.security import test_http_framing as framing_attacks
 from tests.security import test_microversion_confusion as version_attacks
@@ -32,7 +35,6 @@ from tests.security import test_path_confusion as path_attacks
 from tests.security.wire import Header, exchange, request_bytes
 from tests.support.api_client import ApiClient
 from tests.support.labs import RealNova
-from tests.support.processes import ProcessStartError, ServerProcess
 
 MEMBER = "alice:p1"
 ADMIN = "admin:admin"
@@ -40,7 +42,6 @@ STOCK_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"  # survives the Glance fixt
 SETUP_TIMEOUT = 90.0
 PAUSE = b'{"pause": null}'
 UNPAUSE = b'{"unpause": null}'
-RECORD_TIMEOUT = 10.0  # the audit writer thread appends within milliseconds
 JSON: Header = ("Content-Type", "application/json")
 ACTION = "/v2.1/servers/{}/action"
 FORWARDED = -1  # the gateway forwards it as a non-action: Nova's own 4xx
@@ -181,20 +182,6 @@ ATTACKS: list[Attack] = [
 ]
 
 
-@dataclass(frozen=True)
-class AuditedGateway:
-    """This module's gateway before the session's realnova, with its audit trail on."""
-
-    lab: GatewayLab
-    audit_dir: Path
-    key_file: Path
-
-    @property
-    def process(self) -> ServerProcess:
-        """The gateway process (the e2e conftest attaches its log tail to a failure)."""
-        return self.lab.process
-
-
 @pytest.fixture(scope="module")
 def audited_gateway(
     realnova: RealNova,
@@ -204,28 +191,12 @@ def audited_gateway(
 ) -> Iterator[AuditedGateway]:
     """The session gateway's configuration plus a sealed file audit trail in a tmp dir."""
     home = tmp_path_factory.mktemp("attacks-gateway")
-    audit_dir = home / "audit"
-    audit_dir.mkdir()
-    key_file = home / "audit.key"
-    key_file.write_text(secrets.token_hex(16), encoding="ascii")  # 32 bytes
-    key_file.chmod(0o600)
-    sections = {
-        **GATEWAY_CONFIG,
-        "audit": {
-            "enabled": "true",
-            "sinks": "file",
-            "hmac_key_file": str(key_file),
-            "file_directory": str(audit_dir),
-            "file_fsync": "never",
-        },
-    }
-    try:
-        lab = start_gateway(realnova.url, home / "config", lab_logs, sections)
-    except ProcessStartError as exc:
-        pytest.fail(f"the audited gateway did not start: {exc}", pytrace=False)
-    e2e_timings("gateway (audit trail on) start to READY", lab.process.startup_seconds)
-    yield AuditedGateway(lab, audit_dir, key_file)
-    lab.process.stop()
+    audited = start_audited_gateway(
+        realnova.url, home, lab_logs, GATEWAY_CONFIG, name="the audited gateway"
+    )
+    e2e_timings("gateway (audit trail on) start to READY", audited.process.startup_seconds)
+    yield audited
+    audited.process.stop()
 
 
 @dataclass(frozen=True)
@@ -282,24 +253,14 @@ async def _delete(realnova: RealNova, server_id: str) -> None:
             await asyncio.sleep(0.2)
 
 
-def _port(url: str) -> int:
-    port = yarl.URL(url).port
-    assert port is not None
-    return port
-
-
 async def action_log(nova: ApiClient, server_id: str) -> list[tuple[str, str]]:
     """(action, request id) of every row of Nova's instance-action log for the server."""
-    reply = await nova.request("GET", f"/servers/{server_id}/os-instance-actions", token=MEMBER)
-    assert reply.status == 200, reply.body
-    return sorted((row["action"], row["request_id"]) for row in reply.body["instanceActions"])
+    return await instance_actions(nova, server_id, MEMBER)
 
 
 async def admin_action_log(nova: ApiClient, server_id: str) -> list[tuple[str, str]]:
     """(action, request id) of every row of the server's instance-action log, read as admin."""
-    reply = await nova.request("GET", f"/servers/{server_id}/os-instance-actions", token=ADMIN)
-    assert reply.status == 200, reply.body
-    return sorted((row["action"], row["request_id"]) for row in reply.body["instanceActions"])
+    return await instance_actions(nova, server_id, ADMIN)
 
 
 async def server_status(nova: ApiClient, server_id: str) -> str:
@@ -390,54 +351,6 @@ async def test_nova_runs_at_the_version_the_gateway_decided(
 
 # -- every action Nova ran was allowed by the gateway's audit record of it -----------------
 
-# Nova's instance-action names that differ from the action keys the gateway records.
-NOVA_ACTION_KEYS = {
-    "stop": "os-stop",
-    "start": "os-start",
-    "live-migration": "os-migrateLive",
-    "resetState": "os-resetState",
-}
-
-
-def audit_records(audit_dir: Path) -> list[dict[str, Any]]:
-    """Every complete request record (a line still being appended is left for the next read)."""
-    records: list[dict[str, Any]] = []
-    for path in sorted(audit_dir.glob("*.jsonl")):
-        for line in path.read_text(encoding="ascii").splitlines(keepends=True):
-            if line.endswith("\n"):
-                record = json.loads(line)
-                if record.get("event") == "request":
-                    records.append(record)
-    return records
-
-
-def authorizing_record(
-    records: list[dict[str, Any]], server_id: str, action: str, request_id: str
-) -> dict[str, Any] | None:
-    """The "allow" record of ``action`` on the server that Nova ran as ``request_id``.
-
-    Correlated by Nova's own request id (the record's upstream ``request_id``), or by the
-    global request id the gateway forwarded (its own id when the client sent none).
-    """
-    key = NOVA_ACTION_KEYS.get(action, action)
-    for record in records:
-        upstream = record.get("upstream") or {}
-        ids = {upstream.get("request_id"), record.get("global_request_id")}
-        if (
-            request_id in ids
-            and record["decision"]["outcome"] == "allow"
-            and (record.get("action") or {}).get("key") == key
-            and record["target"]["server_id"] == server_id
-        ):
-            return record
-    return None
-
-
-def nova_gateway_command() -> list[str]:
-    """The ``nova-gateway`` console script beside this interpreter, else ``python -m gateway``."""
-    script = Path(sys.executable).parent / "nova-gateway"
-    return [str(script)] if script.is_file() else [sys.executable, "-m", "gateway"]
-
 
 async def _control(port: int, server_id: str, body: bytes) -> None:
     sent = await exchange(
@@ -474,35 +387,14 @@ async def test_nova_ran_only_what_the_audit_trail_allowed(
         if request_id not in attack_target.before
     ]
     assert {"pause", "unpause"} <= {action for action, _ in window}, window
-    deadline = time.monotonic() + RECORD_TIMEOUT
-    while True:  # bounded: the writer thread may still hold the last records
-        records = audit_records(audited_gateway.audit_dir)
-        unauthorized = [
-            (action, request_id)
-            for action, request_id in window
-            if authorizing_record(records, server_id, action, request_id) is None
-        ]
-        if not unauthorized or time.monotonic() >= deadline:
-            break
-        await asyncio.sleep(0.1)
+    ran = [(server_id, action, request_id) for action, request_id in window]
+    missing, records = await not_allowed(audited_gateway.audit_dir, ran)
+    unauthorized = [(action, request_id) for _, action, request_id in missing]
     assert not unauthorized, (
         f"Nova ran {unauthorized} on {server_id} without an audit record allowing it "
         f"({len(records)} records)"
     )
 
-    verified = subprocess.run(
-        [
-            *nova_gateway_command(),
-            "audit",
-            "verify",
-            "--key-file",
-            str(audited_gateway.key_file),
-            str(audited_gateway.audit_dir),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60.0,
-        check=False,
-    )
+    verified = audit_verify(audited_gateway)
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert verified.stdout.startswith("OK "), verified.stdout

@@ -6,8 +6,6 @@ Owns the proof that every link validates the same real identity; never stops a s
 from __future__ import annotations
 
 import asyncio
-import json
-import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -19,15 +17,14 @@ import aiohttp
 import pytest
 
 from tests.conftest import skip_or_fail
-from tests.e2e.gateway_fixtures import GatewayLab, start_gateway
+from tests.e2e.audited_gateway import RECORD_TIMEOUT, audit_records, start_audited_gateway
+from tests.e2e.gateway_fixtures import GatewayLab
 from tests.support.api_client import ApiClient, Reply
 from tests.support.labs import RealKeystone, RealNova
-from tests.support.processes import ProcessStartError
 
 STOCK_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"  # survives the Glance fixture's rotation
 BOOT_TIMEOUT = 60.0
 STATE_TIMEOUT = 30.0
-RECORD_TIMEOUT = 10.0  # the audit writer thread appends within milliseconds
 REVOCATION_TIMEOUT = 15.0  # token_cache_time is 1 s: the 401 comes well before this
 TOKEN_CACHE_TIME = 1
 
@@ -79,11 +76,6 @@ def chain(
 ) -> Iterator[Chain]:
     """A gateway in keystone mode (service user: Keystone's admin), audit trail on."""
     home = tmp_path_factory.mktemp("keystone-chain")
-    audit_dir = home / "audit"
-    audit_dir.mkdir()
-    key_file = home / "audit.key"
-    key_file.write_text(secrets.token_hex(16), encoding="ascii")  # 32 bytes
-    key_file.chmod(0o600)
     sections = {
         "identity": {
             "mode": "keystone",
@@ -94,21 +86,13 @@ def chain(
             "service_project_name": "admin",
             "token_cache_time": str(TOKEN_CACHE_TIME),
         },
-        "audit": {
-            "enabled": "true",
-            "sinks": "file",
-            "hmac_key_file": str(key_file),
-            "file_directory": str(audit_dir),
-            "file_fsync": "never",
-        },
     }
-    try:
-        lab = start_gateway(realnova_keystone.url, home / "config", lab_logs, sections)
-    except ProcessStartError as exc:
-        pytest.fail(f"the gateway (keystone mode) did not start: {exc}", pytrace=False)
-    e2e_timings("gateway (keystone mode) start to READY", lab.process.startup_seconds)
-    yield Chain(lab, audit_dir, realkeystone)
-    lab.process.stop()
+    audited = start_audited_gateway(
+        realnova_keystone.url, home, lab_logs, sections, name="the gateway (keystone mode)"
+    )
+    e2e_timings("gateway (keystone mode) start to READY", audited.process.startup_seconds)
+    yield Chain(audited.lab, audited.audit_dir, realkeystone)
+    audited.process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -154,23 +138,11 @@ async def send(
     return reply, global_id
 
 
-def _records(audit_dir: Path) -> list[dict[str, Any]]:
-    """Every complete request record (a line still being appended is left for the next read)."""
-    records: list[dict[str, Any]] = []
-    for path in sorted(audit_dir.glob("*.jsonl")):
-        for line in path.read_text(encoding="ascii").splitlines(keepends=True):
-            if line.endswith("\n"):
-                record = json.loads(line)
-                if record.get("event") == "request":
-                    records.append(record)
-    return records
-
-
 async def record_of(audit_dir: Path, global_id: str) -> dict[str, Any]:
     """The one audit record of the request sent with ``global_id`` (bounded wait)."""
     deadline = time.monotonic() + RECORD_TIMEOUT
     while True:
-        found = [r for r in _records(audit_dir) if r.get("global_request_id") == global_id]
+        found = [r for r in audit_records(audit_dir) if r.get("global_request_id") == global_id]
         if found:
             assert len(found) == 1, found
             return found[0]
