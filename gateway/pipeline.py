@@ -215,12 +215,16 @@ def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:
         user_id=server.user_id if server else call.credentials.user_id,
         server=server.policy_attributes() if server else None,
     )
-    caller_target = build_target(
-        call.action,
-        call.action_value,
-        version,
-        project_id=call.credentials.project_id,
-        user_id=call.credentials.user_id,
+    caller_target = (
+        build_target(
+            call.action,
+            call.action_value,
+            version,
+            project_id=call.credentials.project_id,
+            user_id=call.credentials.user_id,
+        )
+        if any(rule.target is Target.CALLER for rule in rules)
+        else None
     )
     decision = gate.policy.decide_all(rules, target, call.credentials, caller_target=caller_target)
     call.verdicts.extend((verdict.rule, verdict.outcome.value) for _, verdict in decision.each)
