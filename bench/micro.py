@@ -170,10 +170,10 @@ def rebuild_body() -> dict[str, Any]:
 
 
 def bench_body(settings: Settings) -> list[Measure]:
-    from gateway import body
-    from gateway.catalogue import BY_KEY
-    from gateway.types import Version
-    from gateway.validation import validate_action
+    from gateway.nova import body
+    from gateway.nova.catalogue import BY_KEY
+    from gateway.nova.types import Version
+    from gateway.nova.validation import validate_action
 
     cases = [
         ("pause", b'{"pause": null}', Version(2, 1)),
@@ -213,12 +213,12 @@ def bench_policy(settings: Settings) -> list[Measure]:
     from oslo_config import cfg
     from oslo_policy import policy as oslo_policy
 
-    from gateway.catalogue import BY_KEY, Target
-    from gateway.identity_noauth import parse_token
-    from gateway.policy import Outcome, PolicyEngine, build_target, rules_for
-    from gateway.policy_defaults import DEFAULTS
-    from gateway.servers import ServerFacts
-    from gateway.types import Version
+    from gateway.identity.noauth import parse_token
+    from gateway.nova.catalogue import BY_KEY, Target
+    from gateway.nova.policy_defaults import DEFAULTS
+    from gateway.nova.types import Version
+    from gateway.policy.engine import Outcome, PolicyEngine, build_target, rules_for
+    from gateway.servers.lookup import ServerFacts
     from tests.support.gateway import gateway_conf
 
     engine = PolicyEngine(gateway_conf(_policy_conf_overrides()))
@@ -614,13 +614,13 @@ async def audit_trail_for(gate: Any, fsync: str, directory: Path, key_file: Path
     Through ``[audit]`` configuration when that group exists, else from the module's
     parts (FileSink, Chain, SinkWorker, AuditTrail) as build_audit_trail assembles them.
     """
-    trail_module = importlib.import_module("gateway.audit_trail")
+    trail_module = importlib.import_module("gateway.audit.trail")
     existing = [o for o in gate.observers if type(o).__name__ == "AuditTrail"]
     if existing:
         return existing[0]
-    from gateway.audit import Instance, Redactor
-    from gateway.audit_chain import Chain, load_key
-    from gateway.audit_sinks import FileSink, file_stem
+    from gateway.audit.chain import Chain, load_key
+    from gateway.audit.records import Instance, Redactor
+    from gateway.audit.sinks import FileSink, file_stem
 
     instance = Instance.current()
     stem = file_stem(instance.host, instance.pid)
@@ -660,10 +660,10 @@ async def _with_audit(fsync: str | None, directory: Path, key_file: Path, gate: 
 
 async def bench_audit(upstream: str, ids: Sequence[str], settings: Settings) -> list[str]:
     lines = ["### audit", ""]
-    if _module("gateway.audit_trail") is None and _module("gateway.audit") is None:
+    if _module("gateway.audit.trail") is None and _module("gateway.audit.records") is None:
         return [*lines, "not present (no gateway/audit*.py)"]
     groups = _conf_groups()
-    sinks = importlib.import_module("gateway.audit_sinks")
+    sinks = importlib.import_module("gateway.audit.sinks")
     policies: Sequence[str] = getattr(sinks, "FSYNC_POLICIES", ("interval", "every-record"))
     default_policy = "interval"
     if "audit" in groups:
@@ -735,7 +735,7 @@ async def bench_audit(upstream: str, ids: Sequence[str], settings: Settings) -> 
 
 
 def _linger() -> str:
-    linger = getattr(importlib.import_module("gateway.audit_trail"), "LINGER_SECONDS", None)
+    linger = getattr(importlib.import_module("gateway.audit.trail"), "LINGER_SECONDS", None)
     return f" (LINGER_SECONDS = {linger})" if linger is not None else ""
 
 
@@ -804,9 +804,9 @@ async def audit_per_record(
 
 async def bench_ratelimit(upstream: str, ids: Sequence[str], settings: Settings) -> list[str]:
     lines = ["### rate limit", ""]
-    ratelimit = _module("gateway.ratelimit")
+    ratelimit = _module("gateway.ratelimit.limiter")
     if ratelimit is None:
-        return [*lines, "not present (no gateway/ratelimit.py)"]
+        return [*lines, "not present (no gateway/ratelimit/limiter.py)"]
     redis_up = _reachable(LOOPBACK, 6379)
     prefix = f"nova_gateway_bench_{os.getpid()}"
     rules = {

@@ -10,13 +10,13 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.catalogue import ActionSpec
-from gateway.faults import Fault
-from gateway.identity import Credentials
-from gateway.proxy import Exchange, ResponseRewrite
-from gateway.routing import Route
-from gateway.servers import ServerFacts
-from gateway.types import Version
+from gateway.identity.credentials import Credentials
+from gateway.nova.catalogue import ActionSpec
+from gateway.nova.faults import Fault
+from gateway.nova.routing import Route
+from gateway.nova.types import Version
+from gateway.proxy.upstream import Exchange, ResponseRewrite
+from gateway.servers.lookup import ServerFacts
 
 
 @dataclass

@@ -18,11 +18,11 @@ def _announce(conf_listen: str, admin_listen: str) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "policy":
-        from gateway import policy_cli
+        from gateway.policy import cli as policy_cli
 
         return policy_cli.main(args[1:])
     if args and args[0] == "audit":
-        from gateway import audit_cli
+        from gateway.audit import cli as audit_cli
 
         return audit_cli.main(args[1:])
     logs.configure()
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except config.ConfigError as exc:
         print(f"nova-gateway: invalid configuration: {exc}", file=sys.stderr)
         return 2
-    from gateway import ratelimit
+    from gateway.ratelimit import limiter as ratelimit
 
     try:
         # Refused here, once, rather than in every forked worker.
@@ -39,7 +39,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ratelimit.RuleError as exc:
         print(f"nova-gateway: invalid configuration: [rate_limit] {exc}", file=sys.stderr)
         return 2
-    from gateway import server
+    if conf.audit.enabled:
+        from gateway.audit.chain import KeyFileError, load_key
+
+        try:
+            load_key(conf.audit.hmac_key_file)
+        except KeyFileError as exc:
+            print(
+                f"nova-gateway: invalid configuration: [audit] hmac_key_file: {exc}",
+                file=sys.stderr,
+            )
+            return 2
+    from gateway.web import server
 
     if not conf.upstream.url:
         from gateway import demo

@@ -19,7 +19,7 @@ from typing import Any
 
 from oslo_config import cfg
 
-from gateway import server
+from gateway.web import server
 
 SEED_PER_PROJECT = 2
 

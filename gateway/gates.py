@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway.catalogue import ActionSpec, LockFault
-from gateway.faults import Fault
-from gateway.identity import Credentials
-from gateway.servers import ServerFacts
+from gateway.identity.credentials import Credentials
+from gateway.nova.catalogue import ActionSpec, LockFault
+from gateway.nova.faults import Fault
+from gateway.servers.lookup import ServerFacts
 
 
 def not_found(server_id: str, template: str = "Instance {id} could not be found.") -> Fault:

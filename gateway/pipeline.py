@@ -16,20 +16,21 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway import body, gates, microversion, routing
-from gateway.audit_trail import AuditTrail
+from gateway import gates
+from gateway.audit.trail import AuditTrail
 from gateway.call import Call
-from gateway.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, Lookup, PolicyRule, Target
-from gateway.faults import Fault, not_found
-from gateway.headers import REQUEST_ID, ForwardingPolicy, end_to_end
-from gateway.identity import Authenticator
-from gateway.policy import Outcome, PolicyEngine, build_target, rules_for
-from gateway.proxy import Upstream
-from gateway.ratelimit import RateLimiter
+from gateway.identity.credentials import Authenticator
+from gateway.nova import body, microversion, routing
+from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, Lookup, PolicyRule, Target
+from gateway.nova.faults import Fault, not_found
+from gateway.nova.validation import validate_action
+from gateway.policy.engine import Outcome, PolicyEngine, build_target, rules_for
+from gateway.proxy.headers import REQUEST_ID, ForwardingPolicy, end_to_end
+from gateway.proxy.upstream import Upstream
+from gateway.proxy.versions import UpstreamVersions
+from gateway.ratelimit.limiter import RateLimiter
 from gateway.responses import answer_headers, fault_response
-from gateway.servers import LockRecords, ServerLookup
-from gateway.validation import validate_action
-from gateway.versions import UpstreamVersions
+from gateway.servers.lookup import LockRecords, ServerLookup
 
 log = structlog.get_logger(__name__)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway import microversion
 from gateway.call import Call
-from gateway.faults import FAULT_CONTENT_TYPE, Fault
-from gateway.headers import RESPONSE_REQUEST_IDS
+from gateway.nova import microversion
+from gateway.nova.faults import FAULT_CONTENT_TYPE, Fault
+from gateway.proxy.headers import RESPONSE_REQUEST_IDS
 
 
 def answer_headers(call: Call) -> list[tuple[str, str]]:

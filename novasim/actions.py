@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from gateway.catalogue import BY_KEY, ActionSpec, LockFault, Lookup
-from gateway.faults import Fault, malformed_body, not_found
-from gateway.validation import validate_action
+from gateway.nova.catalogue import BY_KEY, ActionSpec, LockFault, Lookup
+from gateway.nova.faults import Fault, malformed_body, not_found
+from gateway.nova.validation import validate_action
 from novasim import policy
 from novasim.call import ApiCall
 from novasim.effects import (

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway import microversion
-from gateway.catalogue import MAX_VERSION, MIN_VERSION
-from gateway.faults import Fault
-from gateway.types import Version
+from gateway.nova import microversion
+from gateway.nova.catalogue import MAX_VERSION, MIN_VERSION
+from gateway.nova.faults import Fault
+from gateway.nova.types import Version
 from novasim import actions, control, resources, routing, views, wire
 from novasim.call import ApiCall
 from novasim.config import SimConfig

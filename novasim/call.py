@@ -13,8 +13,8 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from gateway.faults import Fault, malformed_body
-from gateway.types import Version
+from gateway.nova.faults import Fault, malformed_body
+from gateway.nova.types import Version
 from novasim.identity import Caller
 from novasim.model import Server
 from novasim.sim import Sim

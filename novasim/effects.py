@@ -14,9 +14,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.catalogue import ActionSpec
-from gateway.faults import Fault
-from gateway.types import Version
+from gateway.nova.catalogue import ActionSpec
+from gateway.nova.faults import Fault
+from gateway.nova.types import Version
 from novasim import policy, views
 from novasim.identity import Caller
 from novasim.lifecycle import Transition

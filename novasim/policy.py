@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gateway.catalogue import PolicyRule, Target, When
-from gateway.faults import Fault
-from gateway.types import Version
+from gateway.nova.catalogue import PolicyRule, Target, When
+from gateway.nova.faults import Fault
+from gateway.nova.types import Version
 from novasim.identity import Caller
 from novasim.model import Server
 

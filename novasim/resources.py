@@ -11,9 +11,9 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.faults import Fault
-from gateway.types import Version
-from gateway.validation import first_error
+from gateway.nova.faults import Fault
+from gateway.nova.types import Version
+from gateway.nova.validation import first_error
 from novasim import policy, schemas, views
 from novasim.call import ApiCall
 from novasim.lifecycle import Transition

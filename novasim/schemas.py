@@ -2,15 +2,15 @@
 update, reduced to what a client of this API relies on.
 
 Owns these schemas and their microversion ranges; it must never hold action schemas
-(gateway.schemas does, through the catalogue) nor validation logic.
+(gateway.nova.schemas does, through the catalogue) nor validation logic.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from gateway import schemas as nova
-from gateway.types import Version
+from gateway.nova import schemas as nova
+from gateway.nova.types import Version
 
 Schema = dict[str, Any]
 

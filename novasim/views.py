@@ -12,8 +12,8 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.catalogue import MAX_VERSION, MIN_VERSION
-from gateway.types import Version
+from gateway.nova.catalogue import MAX_VERSION, MIN_VERSION
+from gateway.nova.types import Version
 from novasim import policy
 from novasim.identity import Caller
 from novasim.model import FLAVORS, Flavor, InstanceAction, Server, host_id, isotime

@@ -14,9 +14,9 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway import microversion
-from gateway.faults import FAULT_CONTENT_TYPE, Fault, render_fault
-from gateway.types import Version
+from gateway.nova import microversion
+from gateway.nova.faults import FAULT_CONTENT_TYPE, Fault, render_fault
+from gateway.nova.types import Version
 from novasim.identity import WWW_AUTHENTICATE
 
 REQUEST_ID_HEADERS = ("x-openstack-request-id", "x-compute-request-id")

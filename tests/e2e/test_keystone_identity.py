@@ -17,8 +17,8 @@ import aiohttp
 import pytest
 import pytest_asyncio
 
-from gateway.faults import Fault
-from gateway.identity_keystone import KeystoneAuthenticator
+from gateway.identity.keystone import KeystoneAuthenticator
+from gateway.nova.faults import Fault
 from tests.support.labs import RealKeystone, start_realkeystone
 from tests.support.processes import ProcessStartError, free_port
 

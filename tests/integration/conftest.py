@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from gateway.server import Listeners
+from gateway.web.server import Listeners
 from tests.integration.upstream import FakeUpstream
 from tests.support.gateway import running_gateway
 

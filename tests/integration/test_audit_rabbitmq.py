@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from gateway.audit_chain import Where, line_of, read_entry, verify
+from gateway.audit.chain import Where, line_of, read_entry, verify
 from tests.conftest import skip_or_fail
 from tests.support.audit import (
     KEY,

@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway.proxy import REWRITE_MAX_BYTES
+from gateway.proxy.upstream import REWRITE_MAX_BYTES
 from tests.integration.upstream import VERSION_DOCUMENT
 from tests.support.gateway import admin_url, base_url
 

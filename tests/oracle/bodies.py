@@ -15,9 +15,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from gateway import schemas
-from gateway.catalogue import MAX_VERSION, MIN_VERSION, ActionSpec, SchemaRange
-from gateway.types import Version
+from gateway.nova import schemas
+from gateway.nova.catalogue import MAX_VERSION, MIN_VERSION, ActionSpec, SchemaRange
+from gateway.nova.types import Version
 
 Schema = Mapping[str, Any]
 Path = tuple[str | int, ...]

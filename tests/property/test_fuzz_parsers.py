@@ -16,9 +16,9 @@ from urllib.parse import unquote
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway import body, microversion, routing
-from gateway.catalogue import BY_KEY, MAX_VERSION, MIN_VERSION
-from gateway.faults import Fault
+from gateway.nova import body, microversion, routing
+from gateway.nova.catalogue import BY_KEY, MAX_VERSION, MIN_VERSION
+from gateway.nova.faults import Fault
 
 EXAMPLES = int(os.environ.get("NOVA_GATEWAY_FUZZ_EXAMPLES", "0") or 0)
 FUZZ = settings(

@@ -26,7 +26,7 @@ from aiohttp.test_utils import TestServer
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.identity import is_identity_header
+from gateway.identity.credentials import is_identity_header
 from novasim import routing as sim_routing
 from novasim.app import RECORDER, SIM, create_app
 from novasim.control import build_server

@@ -19,11 +19,18 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from gateway import schemas
-from gateway.catalogue import ACTIONS, BY_KEY, MAX_VERSION, MIN_VERSION, ActionSpec, SchemaRange
-from gateway.faults import NOT_FOUND, Fault
-from gateway.types import Version, v
-from gateway.validation import validate_action
+from gateway.nova import schemas
+from gateway.nova.catalogue import (
+    ACTIONS,
+    BY_KEY,
+    MAX_VERSION,
+    MIN_VERSION,
+    ActionSpec,
+    SchemaRange,
+)
+from gateway.nova.faults import NOT_FOUND, Fault
+from gateway.nova.types import Version, v
+from gateway.nova.validation import validate_action
 from tests.conftest import skip_or_fail
 from tests.oracle.bodies import (
     Node,

@@ -10,10 +10,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.catalogue import ACTIONS, ActionSpec, SchemaRange
-from gateway.faults import Fault
-from gateway.types import Version
-from gateway.validation import validate_action
+from gateway.nova.catalogue import ACTIONS, ActionSpec, SchemaRange
+from gateway.nova.faults import Fault
+from gateway.nova.types import Version
+from gateway.nova.validation import validate_action
 from tests.oracle.bodies import (
     Mutation,
     allowed_types,

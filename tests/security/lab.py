@@ -19,7 +19,7 @@ from aiohttp import web
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.identity import is_identity_header
+from gateway.identity.credentials import is_identity_header
 from novasim.recorder import RecordedRequest
 from tests.integration.conftest import SimUpstream
 from tests.security.wire import DEFAULT_TIMEOUT, Exchange, Header, Reply, exchange, request_bytes

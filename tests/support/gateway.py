@@ -12,7 +12,7 @@ from typing import Any
 from oslo_config import cfg
 
 from gateway import config
-from gateway.server import Listeners, open_listeners
+from gateway.web.server import Listeners, open_listeners
 
 
 def gateway_conf(overrides: Mapping[str, Any] | None = None) -> cfg.ConfigOpts:

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from gateway import audit_cli
-from gateway.audit import SCHEMA, timestamp
-from gateway.audit_chain import Chain, line_hash, line_of, read_files, verify
-from gateway.audit_trail import AuditTrail, build_audit_trail
+from gateway.audit import cli as audit_cli
+from gateway.audit.chain import Chain, line_hash, line_of, read_files, verify
+from gateway.audit.records import SCHEMA, timestamp
+from gateway.audit.trail import AuditTrail, build_audit_trail
 from tests.support.audit import KEY, audit_overrides, write_key
 from tests.support.gateway import gateway_conf
 

@@ -17,13 +17,13 @@ import aiohttp
 import pytest
 import structlog
 
-from gateway import audit_cli
-from gateway.audit import Instance, Redactor, timestamp
-from gateway.audit_chain import CLOSED, Chain, Where, read_entry, verify
-from gateway.audit_sinks import FileSink, Sealed
-from gateway.audit_trail import AuditTrail, SinkWorker, build_audit_trail, control_record
+from gateway.audit import cli as audit_cli
+from gateway.audit.chain import CLOSED, Chain, Where, read_entry, verify
+from gateway.audit.records import Instance, Redactor, timestamp
+from gateway.audit.sinks import FileSink, Sealed
+from gateway.audit.trail import AuditTrail, SinkWorker, build_audit_trail, control_record
 from gateway.call import Call
-from gateway.faults import Fault
+from gateway.nova.faults import Fault
 from tests.support.audit import (
     KEY,
     Answer,
@@ -263,14 +263,15 @@ def test_file_sink_rotates_by_age(tmp_path: Path) -> None:
 
 
 def test_audit_needs_a_key_to_start(tmp_path: Path) -> None:
+    from gateway.audit.chain import KeyFileError, load_key
     from gateway.config import ConfigError
 
     with pytest.raises(ConfigError, match="hmac_key_file: required"):
         gateway_conf({"audit.enabled": True})
     short = tmp_path / "short"
     short.write_bytes(b"0123456789")
-    with pytest.raises(ConfigError, match="at least 32"):
-        gateway_conf({"audit.enabled": True, "audit.hmac_key_file": str(short)})
+    with pytest.raises(KeyFileError, match="at least 32"):
+        load_key(short)
     with pytest.raises(ConfigError, match="messaging_transport_url"):
         gateway_conf(
             {

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gateway import audit_cli
-from gateway.audit_cadf import cadf_action, target_type_uri
+from gateway.audit import cli as audit_cli
+from gateway.audit.cadf import cadf_action, target_type_uri
 from tests.support.audit import (
     KEY,
     Answer,

@@ -14,16 +14,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway.audit import REDACTED, Instance, Redactor, build_record, scrub_message
-from gateway.audit_chain import Chain
-from gateway.audit_trail import render
+from gateway.audit.chain import Chain
+from gateway.audit.records import REDACTED, Instance, Redactor, build_record, scrub_message
+from gateway.audit.trail import render
 from gateway.call import Call
-from gateway.catalogue import ACTIONS, ActionSpec
-from gateway.faults import Fault
-from gateway.identity import Credentials
-from gateway.routing import Route, RouteKind
-from gateway.types import Version
-from gateway.validation import validate_action
+from gateway.identity.credentials import Credentials
+from gateway.nova.catalogue import ACTIONS, ActionSpec
+from gateway.nova.faults import Fault
+from gateway.nova.routing import Route, RouteKind
+from gateway.nova.types import Version
+from gateway.nova.validation import validate_action
 from tests.support.audit import KEY
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from gateway import audit_cli
+from gateway.audit import cli as audit_cli
 from tests.support.audit import Answer, audit_overrides, send, simulator, write_key
 from tests.support.gateway import base_url, running_gateway
 

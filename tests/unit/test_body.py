@@ -6,15 +6,15 @@ from typing import Any
 
 import pytest
 
-from gateway.body import (
+from gateway.nova.body import (
     MAX_DEPTH,
     check_content_encoding,
     check_content_type,
     dispatch_action,
     parse_json,
 )
-from gateway.catalogue import BY_KEY
-from gateway.faults import Fault
+from gateway.nova.catalogue import BY_KEY
+from gateway.nova.faults import Fault
 
 
 def refusal(raw: bytes) -> Fault:

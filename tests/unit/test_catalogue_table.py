@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gateway.catalogue import ACTIONS
-from gateway.catalogue_table import END, START, render
+from gateway.nova.catalogue import ACTIONS
+from gateway.nova.catalogue_table import END, START, render
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 
@@ -14,7 +14,9 @@ def test_readme_action_table_is_current() -> None:
     text = README.read_text()
     assert START in text and END in text
     current = text[text.index(START) : text.index(END) + len(END)]
-    assert current == render(), "README action table is stale: python -m gateway.catalogue_table"
+    assert current == render(), (
+        "README action table is stale: python -m gateway.nova.catalogue_table"
+    )
 
 
 def test_every_action_has_a_row() -> None:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from gateway.faults import Fault, render_fault
+from gateway.nova.faults import Fault, render_fault
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from gateway.headers import ForwardingPolicy, end_to_end, global_request_id, new_request_id
+from gateway.proxy.headers import ForwardingPolicy, end_to_end, global_request_id, new_request_id
 
 
 def names(pairs: list[tuple[str, str]]) -> set[str]:

@@ -14,12 +14,13 @@ from oslo_config import cfg
 from structlog.testing import capture_logs
 
 from gateway.config import ConfigError, make_conf
-from gateway.faults import Fault
-from gateway.identity import Credentials, is_identity_header, strip_identity_headers
-from gateway.identity_factory import build_authenticator, header_values, well_formed
-from gateway.identity_jwt import JwtAuthenticator
-from gateway.identity_keystone import KeystoneAuthenticator
-from gateway.identity_noauth import NoAuthAuthenticator, expand_implied, parse_token
+from gateway.identity.credentials import Credentials, is_identity_header, strip_identity_headers
+from gateway.identity.factory import build_authenticator
+from gateway.identity.keystone import KeystoneAuthenticator
+from gateway.identity.noauth import NoAuthAuthenticator, expand_implied, parse_token
+from gateway.identity.refusals import header_values, well_formed
+from gateway.identity.signed_jwt import JwtAuthenticator
+from gateway.nova.faults import Fault
 
 # -- header stripping ------------------------------------------------------------------
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
-from gateway.faults import Fault
-from gateway.identity_jwt import ClaimNames, JwtAuthenticator, thumbprint
+from gateway.identity.signed_jwt import ClaimNames, JwtAuthenticator, thumbprint
+from gateway.nova.faults import Fault
 
 ISSUER = "https://idp.example"
 AUDIENCE = "nova-gateway"

@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from gateway.faults import Fault
-from gateway.identity_keystone import KeystoneAuthenticator, TtlLru, token_key
+from gateway.identity.keystone import KeystoneAuthenticator, TtlLru, token_key
+from gateway.nova.faults import Fault
 
 SERVICE_PASSWORD = "service-secret"
 USER_TOKEN = "gAAAAAB-user-token-alice"

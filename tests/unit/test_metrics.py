@@ -17,10 +17,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import metrics
 from gateway.call import Call
-from gateway.catalogue import BY_KEY
-from gateway.faults import Fault
 from gateway.metrics import GatewayMetrics, MetricsObserver
-from gateway.ratelimit import CircuitBreaker
+from gateway.nova.catalogue import BY_KEY
+from gateway.nova.faults import Fault
+from gateway.ratelimit.limiter import CircuitBreaker
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.faults import Fault
-from gateway.microversion import negotiate, response_headers
-from gateway.types import Version
+from gateway.nova.faults import Fault
+from gateway.nova.microversion import negotiate, response_headers
+from gateway.nova.types import Version
 
 LOW, HIGH = Version(2, 1), Version(2, 104)
 

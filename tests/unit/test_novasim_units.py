@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from gateway.catalogue import ACTIONS
+from gateway.nova.catalogue import ACTIONS
 from novasim import policy
 from novasim.effects import EFFECTS
 from novasim.identity import Caller, Unauthenticated, authenticate, caller_from_token

@@ -16,9 +16,12 @@ from oslo_config import cfg
 from oslo_policy import policy as oslo
 
 from gateway import config
-from gateway.catalogue import BY_KEY, PolicyRule, When
-from gateway.identity import Credentials
-from gateway.policy import (
+from gateway.identity.credentials import Credentials
+from gateway.nova.catalogue import BY_KEY, PolicyRule, When
+from gateway.nova.policy_defaults import DEFAULTS
+from gateway.nova.types import v
+from gateway.policy.compiler import Compiler
+from gateway.policy.engine import (
     Outcome,
     PolicyEngine,
     PolicyLoadError,
@@ -27,9 +30,6 @@ from gateway.policy import (
     load_policy,
     rules_for,
 )
-from gateway.policy_compile import Compiler
-from gateway.policy_defaults import DEFAULTS
-from gateway.types import v
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "policies" / "policy.d" / "site-examples.yaml"
@@ -792,7 +792,7 @@ def test_load_policy_reports_every_problem(tmp_path: Path) -> None:
 def test_files_changing_while_loaded_are_retried(
     engine: PolicyEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gateway.policy as module
+    import gateway.policy.engine as module
 
     real = module.load_policy
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from oslo_policy.policy import parse_file_contents
 
-from gateway.policy_cli import main, sample_text
-from gateway.policy_defaults import DEFAULTS
+from gateway.nova.policy_defaults import DEFAULTS
+from gateway.policy.cli import main, sample_text
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 POLICIES = REPO_ROOT / "policies"

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from oslo_policy.policy import DocumentedRuleDefault
 
-from gateway.catalogue import ACTIONS, SERVER_RESOURCE_ACTIONS
-from gateway.policy_defaults import (
+from gateway.nova.catalogue import ACTIONS, SERVER_RESOURCE_ACTIONS
+from gateway.nova.policy_defaults import (
     ACTION_RULES,
     BASE_RULES,
     BY_NAME,

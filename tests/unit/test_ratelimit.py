@@ -14,13 +14,14 @@ from typing import Any
 import pytest
 from oslo_config import cfg
 
-from gateway import config, routing
+from gateway import config
 from gateway.call import Call
-from gateway.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS
-from gateway.faults import Fault
-from gateway.identity import Credentials
-from gateway.policy import PolicyEngine
-from gateway.ratelimit import (
+from gateway.identity.credentials import Credentials
+from gateway.nova import routing
+from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS
+from gateway.nova.faults import Fault
+from gateway.policy.engine import PolicyEngine
+from gateway.ratelimit.limiter import (
     CircuitBreaker,
     RateLimiter,
     RuleError,

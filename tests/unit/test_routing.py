@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.faults import Fault
-from gateway.routing import RouteKind, classify, split_target
+from gateway.nova.faults import Fault
+from gateway.nova.routing import RouteKind, classify, split_target
 
 SID = "9b0c8d2e-1111-4222-8333-444455556666"
 

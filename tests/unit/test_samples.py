@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.catalogue import BY_KEY, MAX_VERSION, MIN_VERSION
-from gateway.faults import Fault
-from gateway.types import Version, v
-from gateway.validation import validate_action
+from gateway.nova.catalogue import BY_KEY, MAX_VERSION, MIN_VERSION
+from gateway.nova.faults import Fault
+from gateway.nova.types import Version, v
+from gateway.nova.validation import validate_action
 from tests.conftest import shared_path
 
 _ROW = re.compile(r"^\| `(?P<file>[^`]+)` \| (?P<what>[^|]+) \| (?P<version>[^|]+) \|$")

@@ -15,11 +15,11 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from gateway import schemas as S
-from gateway import validation
-from gateway.catalogue import ACTIONS, BY_KEY, MAX_VERSION, ActionSpec
-from gateway.faults import Fault
-from gateway.types import Version, v
+from gateway.nova import schemas as S
+from gateway.nova import validation
+from gateway.nova.catalogue import ACTIONS, BY_KEY, MAX_VERSION, ActionSpec
+from gateway.nova.faults import Fault
+from gateway.nova.types import Version, v
 
 NOVA_FORMATS = {"name", "uuid", "base64", "ipv4", "ipv6"}
 SECURITY_GROUP_ACTIONS = {"addSecurityGroup", "removeSecurityGroup"}

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from gateway.catalogue import BY_KEY
-from gateway.faults import Fault
-from gateway.types import v
-from gateway.validation import first_error, validate_action
+from gateway.nova.catalogue import BY_KEY
+from gateway.nova.faults import Fault
+from gateway.nova.types import v
+from gateway.nova.validation import first_error, validate_action
 
 UUID = "4f8a1a34-8d4e-4d4b-9d3c-0b2f0c3b5e6a"
 NAME_MESSAGE = (

@@ -1,0 +1,360 @@
+"""Site policy: Nova's rules with oslo.policy semantics, decided per call, reloaded from files.
+
+Owns the decision (PolicyEngine, Verdict, Decision) and reloading when the files change; it
+must never read or stat a file per decision nor block the event loop on I/O.
+
+Decisions use a compiled form of the rules oslo.policy loaded (same tree, same semantics,
+without oslo's per-node ``inspect`` cost); checks oslo defines beyond role/rule/generic
+(``http:``, plugins) are still evaluated by oslo itself. The parts, each importing only
+those after it: policy_load (one generation), policy_compile (the closures), policy_files
+(strict reading of Nova's file format); policy_target (which rules apply, their target)
+stands alone. The names other modules use are re-exported here.
+
+Writing site rules (in ``policy.d/*.yaml``, or ``policy.yaml``)
+----------------------------------------------------------------
+The target a rule sees holds Nova's keys plus flat, dotted keys the gateway adds:
+
+* ``project_id``, ``user_id``: the server's (Nova's own target). For the console actions,
+  which Nova checks before reading the server, the caller's own.
+* ``server.status``, ``server.vm_state``, ``server.task_state``, ``server.locked``,
+  ``server.flavor``, ``server.image``: the server as the gateway read it.
+* ``action``: the body key (``reboot``); ``microversion``: the request's, e.g. ``2.73``.
+* ``action.<field>``: each top-level field of the action's value, as sent (``action.type``
+  for reboot, ``action.flavorRef`` for resize). The field Nova upper-cases before use
+  (reboot's ``type``) is upper-cased here too, so ``hard`` cannot dodge a ``'HARD'`` rule.
+
+How to compare a target value: put the literal on the LEFT, the target key on the right::
+
+    'HARD':%(action.type)s          'ACTIVE':%(server.status)s       True:%(server.locked)s
+
+* The left side is never interpolated. ``%(server.status)s:ACTIVE`` is not a comparison:
+  oslo.policy evaluates it by ``ast.literal_eval('%(server.status)s')``, which raises
+  (Nova answers 500). The loader refuses such a file; ``policy lint`` explains the fix.
+* A left side that is not a literal is a path into the caller's credentials:
+  ``project_id:%(project_id)s`` compares the caller's project with the server's.
+* Values compare as text, case-sensitively: ``True``/``None``/``5`` for JSON true/null/5.
+* A check naming a key the target lacks is False, so ``not <check>`` on it is True: prefer
+  allow-lists, or test presence. ``'':%(action.locked_reason).0s`` is true exactly when the
+  key is present (``.0s`` formats any value as the empty string).
+* Tokens are split on whitespace and parentheses at their ends group, so a literal can hold
+  neither a space nor a leading ``(`` / trailing ``)``.
+* Overriding a rule's deprecated name (e.g. ``os_compute_api:os-rescue``, the old name of
+  ``os-unrescue``) also overrides the new rule unless the file sets it too (oslo.policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import threading
+from collections.abc import Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from oslo_config import cfg
+
+from gateway.identity.credentials import Credentials
+from gateway.nova.catalogue import PolicyRule, Target
+from gateway.policy.files import (
+    Fingerprint,
+    PolicyLoadError,
+    policy_paths,
+    read_policy_file,
+    value_problems,
+)
+from gateway.policy.files import fingerprint as policy_fingerprint
+from gateway.policy.load import ChangedWhileLoading, LoadedPolicy, load_policy
+from gateway.policy.target import SERVER_KEYS, build_target, rules_for
+
+__all__ = [
+    "SERVER_KEYS",
+    "Decision",
+    "LoadedPolicy",
+    "Outcome",
+    "PolicyEngine",
+    "PolicyLoadError",
+    "Reason",
+    "Verdict",
+    "build_target",
+    "load_policy",
+    "policy_paths",
+    "read_policy_file",
+    "rules_for",
+    "value_problems",
+]
+
+log = structlog.get_logger(__name__)
+
+
+class Outcome(enum.Enum):
+    ALLOWED = "allowed"
+    DENIED = "denied"
+    WOULD_DENY = "would_deny"  # a dry-run rule refused: reported, not enforced
+
+
+class Reason(enum.Enum):
+    """Why a rule refused (None on a verdict that allowed)."""
+
+    POLICY = "the check string did not match"
+    SCOPE = "the token's scope (system or domain) is not one the rule allows"
+    UNKNOWN_RULE = "no such rule and no 'default' rule"
+    ERROR = "the check raised while being evaluated"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    outcome: Outcome
+    rule: str  # the rule that decided
+    reason: Reason | None = None
+
+    @property
+    def allowed(self) -> bool:
+        """True unless enforced: a dry-run "would deny" lets the call through."""
+        return self.outcome is not Outcome.DENIED
+
+    def __bool__(self) -> bool:
+        # A verdict object is always truthy; ``if verdict:`` would silently allow.
+        raise TypeError("use Verdict.allowed (or .outcome), not the verdict's truth value")
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The verdict on a whole call: the first refusal among the fatal rules, else an allow."""
+
+    verdict: Verdict
+    each: tuple[tuple[PolicyRule, Verdict], ...]
+
+    @property
+    def allowed(self) -> bool:
+        return self.verdict.allowed
+
+    def __bool__(self) -> bool:
+        raise TypeError("use Decision.allowed, not the decision's truth value")
+
+
+def _policy_values(credentials: Credentials) -> tuple[dict[str, Any], frozenset[str]]:
+    creds: dict[str, Any] = credentials.policy_credentials()
+    # What Enforcer.enforce() adds before checking: scope reads creds['system'].
+    if creds.get("system_scope"):
+        creds["system"] = creds["system_scope"]
+    # RoleCheck compares lower-cased; lowering once per call, not per node.
+    return creds, frozenset(role.lower() for role in credentials.roles)
+
+
+def _token_scope(creds: Mapping[str, Any]) -> str:
+    # oslo.policy's Enforcer._enforce_scope, which reads creds['system'] (set from
+    # system_scope by enforce()) before domain_id.
+    if creds.get("system"):
+        return "system"
+    if creds.get("domain_id"):
+        return "domain"
+    return "project"
+
+
+class PolicyEngine:
+    """Decides rules for the gateway; reloads its files in the background when they change.
+
+    Construction loads the policy synchronously and raises PolicyLoadError if it is broken:
+    starting with Nova's defaults instead of the operator's stricter site rules would
+    silently open what the site closed.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        group = conf.policy
+        self._conf = conf
+        self._dir = Path(group.policy_dir).expanduser().absolute()
+        self._enforce_scope = bool(group.enforce_scope)
+        self._enforce_new_defaults = bool(group.enforce_new_defaults)
+        self._interval = float(group.reload_interval)
+        self._dry_run = frozenset(group.dry_run_rules)
+        self._lock = threading.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._failed_fingerprint: Fingerprint | None = None
+        self.reload_failures = 0
+        self.reloads = 0
+        self.last_reload_ok = True
+        self.last_error: str | None = None
+        if not self._dir.is_dir():
+            log.warning(
+                "policy directory missing: Nova's defaults apply", policy_dir=str(self._dir)
+            )
+        self._policy = self._initial_load()
+
+    def _initial_load(self, attempts: int = 3) -> LoadedPolicy:
+        for _ in range(attempts):
+            try:
+                return load_policy(self._dir, enforce_new_defaults=self._enforce_new_defaults)
+            except ChangedWhileLoading:
+                continue  # being written right now; read it again
+        raise PolicyLoadError([f"{self._dir}: the policy files kept changing while read"])
+
+    @property
+    def policy_dir(self) -> Path:
+        return self._dir
+
+    @property
+    def loaded(self) -> LoadedPolicy:
+        return self._policy
+
+    @property
+    def dry_run_rules(self) -> frozenset[str]:
+        return self._dry_run
+
+    # -- decisions ---------------------------------------------------------------------
+
+    def decide(self, rule: str, target: Mapping[str, Any], credentials: Credentials) -> Verdict:
+        """Nova's ``context.can(rule, target)``, as a verdict instead of an exception."""
+        creds, roles = _policy_values(credentials)
+        return self._decide(self._policy, rule, target, creds, roles)
+
+    def _decide(
+        self,
+        loaded: LoadedPolicy,
+        rule: str,
+        target: Mapping[str, Any],
+        creds: MutableMapping[str, Any],
+        roles: frozenset[str],
+    ) -> Verdict:
+        reason: Reason | None = None
+        pred = loaded.predicates.get(rule) or loaded.default
+        scopes = loaded.scope_types.get(rule)
+        if pred is None:
+            reason = Reason.UNKNOWN_RULE
+        elif scopes is not None and _token_scope(creds) not in scopes:
+            if self._enforce_scope:
+                reason = Reason.SCOPE
+            else:
+                log.warning(
+                    "policy scope mismatch not enforced", rule=rule, scope=_token_scope(creds)
+                )
+        if reason is None and pred is not None:
+            try:
+                if not pred(target, creds, roles):
+                    reason = Reason.POLICY
+            except Exception as exc:  # fail closed, whatever a check raised
+                log.error("policy check failed to evaluate", rule=rule, error=str(exc))
+                reason = Reason.ERROR
+        if reason is None:
+            return Verdict(Outcome.ALLOWED, rule)
+        if rule in self._dry_run:
+            return Verdict(Outcome.WOULD_DENY, rule, reason)
+        return Verdict(Outcome.DENIED, rule, reason)
+
+    def decide_all(
+        self,
+        rules: Iterable[PolicyRule],
+        target: Mapping[str, Any],
+        credentials: Credentials,
+        *,
+        caller_target: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """Every rule's verdict, and the one that decides the call.
+
+        Rules with Target.CALLER see ``caller_target`` (default: ``target``). The deciding
+        verdict is the first fatal denial (Nova stops there), else the first "would deny",
+        else the last fatal allow. Response-view rules are reported but never decide.
+        """
+        each = tuple(
+            (
+                rule,
+                self.decide(
+                    rule.name,
+                    caller_target
+                    if rule.target is Target.CALLER and caller_target is not None
+                    else target,
+                    credentials,
+                ),
+            )
+            for rule in rules
+        )
+        fatal = [verdict for rule, verdict in each if rule.fatal]
+        deciding = Verdict(Outcome.ALLOWED, fatal[-1].rule if fatal else "")
+        for outcome in (Outcome.DENIED, Outcome.WOULD_DENY):
+            first = next((verdict for verdict in fatal if verdict.outcome is outcome), None)
+            if first is not None:
+                deciding = first
+                break
+        return Decision(deciding, each)
+
+    def is_admin(self, credentials: Credentials) -> bool:
+        """Nova's ``context.is_admin``: the ``context_is_admin`` rule with the caller's own
+        values as the target (as nova.policy.check_is_admin does). Never dry-run."""
+        creds, roles = _policy_values(credentials)
+        pred = self._policy.predicates.get("context_is_admin")
+        if pred is None:
+            return False
+        try:
+            return pred(creds, creds, roles)
+        except Exception as exc:
+            log.error("policy check failed to evaluate", rule="context_is_admin", error=str(exc))
+            return False
+
+    # -- reloading ---------------------------------------------------------------------
+
+    def poll(self) -> bool:
+        """Blocking: reload if a policy file changed (mtime, size, inode, added, removed).
+
+        True when a new policy was applied. A broken file keeps the last good policy,
+        counts once in ``reload_failures`` and sets ``last_reload_ok`` False until a good
+        load. Run it in a worker thread (``maybe_reload``) once the loop is running.
+        """
+        with self._lock:
+            self._dry_run = frozenset(self._conf.policy.dry_run_rules)
+            fingerprint = policy_fingerprint(self._dir)
+            if fingerprint in (self._policy.fingerprint, self._failed_fingerprint):
+                return False
+            try:
+                loaded = load_policy(self._dir, enforce_new_defaults=self._enforce_new_defaults)
+            except ChangedWhileLoading:
+                return False  # not recorded: the next poll sees a new fingerprint
+            except PolicyLoadError as exc:
+                self._failed_fingerprint = fingerprint
+                self.reload_failures += 1
+                self.last_reload_ok = False
+                self.last_error = str(exc)
+                log.error(
+                    "policy reload failed; keeping the last good policy",
+                    policy_dir=str(self._dir),
+                    problems=list(exc.problems),
+                    reload_failures=self.reload_failures,
+                )
+                return False
+            self._policy = loaded
+            self._failed_fingerprint = None
+            self.reloads += 1
+            self.last_reload_ok = True
+            self.last_error = None
+            log.info(
+                "policy reloaded",
+                policy_dir=str(self._dir),
+                files=[str(f.path.name) for f in loaded.files],
+                overrides=len(loaded.enforcer.file_rules),
+            )
+            return True
+
+    async def maybe_reload(self) -> bool:
+        """``poll`` off the event loop."""
+        return await asyncio.to_thread(self.poll)
+
+    async def start(self) -> None:
+        """Check the files every ``reload_interval`` seconds until ``stop``."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch(), name="policy-reload")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                await self.maybe_reload()
+            except Exception:  # the watcher must outlive any surprise
+                log.exception("policy reload check crashed", policy_dir=str(self._dir))

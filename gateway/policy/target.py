@@ -1,0 +1,108 @@
+"""Which of an action's catalogue rules apply to a call, and the target those rules see.
+
+Owns rules_for and build_target (pure functions of the call); it must never decide a rule,
+touch oslo.policy or credentials, nor do I/O: the pipeline and the CLI reuse them as-is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from gateway.nova.catalogue import ActionSpec, PolicyRule, When
+from gateway.nova.types import Version, v
+
+SERVER_KEYS = ("status", "vm_state", "task_state", "locked", "flavor", "image")
+
+_TRUSTED_CERTS_FROM = v("2.63")
+_UNSHELVE_TO_HOST_FROM = v("2.91")
+
+
+def _declares_host(spec: ActionSpec, version: Version) -> bool:
+    # Nova reads ``host`` only where the version's schema declares it (migrate from 2.56;
+    # before that the migrate value is not even validated and a host in it is ignored).
+    schema_range = spec.schema_for(version)
+    if schema_range is None or schema_range.schema is None:
+        return False
+    value_schema = schema_range.schema.get("properties", {}).get(spec.key, {})
+    return isinstance(value_schema, Mapping) and "host" in value_schema.get("properties", {})
+
+
+def _host_given(spec: ActionSpec, body_value: Any, version: Version) -> bool:
+    return (
+        isinstance(body_value, Mapping)
+        and bool(body_value.get("host"))
+        and _declares_host(spec, version)
+    )
+
+
+def rules_for(
+    spec: ActionSpec,
+    body_value: Any,
+    version: Version,
+    server_image: Any,
+    locked_by: str | None,
+    caller_project: str | None,
+    server_project: str | None,
+    *,
+    include_response_view: bool = False,
+) -> list[PolicyRule]:
+    """The catalogue rules Nova checks for this call, in Nova's order.
+
+    ``server_image`` is the server's ``image`` as GET returns it ("" when volume-backed;
+    an unknown image counts as volume-backed so the stricter rule set applies).
+    ``locked_by`` is "owner", "admin" or None. Response-view rules never refuse; they are
+    listed only with ``include_response_view``.
+    """
+    host = _host_given(spec, body_value, version)
+    conditions = {
+        When.ALWAYS: True,
+        When.TRUSTED_CERTS_GIVEN: version >= _TRUSTED_CERTS_FROM
+        and isinstance(body_value, Mapping)
+        and "trusted_image_certificates" in body_value,
+        When.HOST_ABSENT: not host,
+        When.HOST_GIVEN: host,
+        When.UNSHELVE_TO_HOST: version >= _UNSHELVE_TO_HOST_FROM
+        and isinstance(body_value, Mapping)
+        and bool(body_value.get("host")),
+        When.VOLUME_BACKED: not server_image,
+        # Nova's is_expected_locked_by: the unlocker must match who locked it.
+        When.LOCKED_BY_OTHER: bool(locked_by)
+        and locked_by != ("owner" if caller_project == server_project else "admin"),
+        When.RESPONSE_VIEW: include_response_view,
+    }
+    return [rule for rule in spec.policies if conditions[rule.when]]
+
+
+def build_target(
+    spec: ActionSpec,
+    body_value: Any,
+    version: Version,
+    *,
+    project_id: str | None,
+    user_id: str | None,
+    server: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The policy target: Nova's keys plus the flat keys site rules use (gateway.policy.engine's
+    docstring).
+
+    ``server`` holds any of SERVER_KEYS; a key left out stays out of the target (checks on
+    it are False), a None value is the text ``None``. ``project_id``/``user_id`` that are
+    None are left out, as Nova passes ``{}`` for a floating IP with no server.
+    """
+    target: dict[str, Any] = {"action": spec.key, "microversion": str(version)}
+    if project_id is not None:
+        target["project_id"] = project_id
+    if user_id is not None:
+        target["user_id"] = user_id
+    if server:
+        for key in SERVER_KEYS:
+            if key in server:
+                target[f"server.{key}"] = server[key]
+    if isinstance(body_value, Mapping):
+        upper_field = spec.states_by[0] if spec.states_by else None
+        for field_name, value in body_value.items():
+            if field_name == upper_field and isinstance(value, str):
+                value = value.upper()
+            target[f"action.{field_name}"] = value
+    return target

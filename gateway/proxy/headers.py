@@ -1,0 +1,157 @@
+"""Header names and header hygiene: hop-by-hop removal, forwarding headers, request ids.
+
+Owns every header name the gateway reads or writes; it must never look at bodies or
+decide whether a request is allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import uuid
+from collections.abc import Iterable, Sequence
+
+from gateway.nova.microversion import LEGACY_HEADER, STANDARD_HEADER
+
+REQUEST_ID = "X-OpenStack-Request-ID"
+COMPUTE_REQUEST_ID = "X-Compute-Request-ID"
+RESPONSE_REQUEST_IDS = ("x-openstack-request-id", "x-compute-request-id")
+# The IETF httpapi draft's rate-limit headers (as Kong and envoy's ratelimit send them).
+RATELIMIT_LIMIT = "RateLimit-Limit"
+RATELIMIT_REMAINING = "RateLimit-Remaining"
+RATELIMIT_RESET = "RateLimit-Reset"
+RATELIMIT_POLICY = "RateLimit-Policy"
+_GLOBAL_ID_RE = re.compile(r"^req-[a-f0-9]{8}(-[a-f0-9]{4}){3}-[a-f0-9]{12}$")
+
+# RFC 9110 §7.6.1 and the legacy ones every proxy drops.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+# Headers the gateway itself sets or relies on: a client's Connection header may never
+# make us drop them (the hop-by-hop abuse of Apache CVE-2022-31813, Traefik 2024-45410).
+PROTECTED = frozenset(
+    {
+        "x-auth-token",
+        "x-service-token",
+        "host",
+        "content-type",
+        "content-length",
+        "content-encoding",
+        STANDARD_HEADER.lower(),
+        LEGACY_HEADER.lower(),
+        REQUEST_ID.lower(),
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "forwarded",
+    }
+)
+
+# Forwarding headers Nova's http_proxy_to_wsgi believes: only from trusted proxies.
+FORWARDING = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-forwarded-prefix"}
+)
+
+# Set by the gateway on the way up; a client's copy never passes.
+SET_UPSTREAM = frozenset(
+    {
+        "host",
+        "content-length",
+        STANDARD_HEADER.lower(),
+        LEGACY_HEADER.lower(),
+        REQUEST_ID.lower(),
+        "expect",
+    }
+)
+
+
+def new_request_id() -> str:
+    return f"req-{uuid.uuid4()}"
+
+
+def global_request_id(headers: Iterable[tuple[str, str]]) -> str | None:
+    """A client's ``X-OpenStack-Request-ID`` when it is well-formed, as Nova accepts it."""
+    values = [value for key, value in headers if key.lower() == REQUEST_ID.lower()]
+    if len(values) == 1 and _GLOBAL_ID_RE.match(values[0]):
+        return values[0]
+    return None
+
+
+def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
+    tokens: set[str] = set()
+    for key, value in headers:
+        if key.lower() == "connection":
+            tokens.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return frozenset(tokens)
+
+
+def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Drop hop-by-hop headers and those a Connection header names (never protected ones)."""
+    pairs = list(headers)
+    named = connection_tokens(pairs) - PROTECTED
+    drop = HOP_BY_HOP | named
+    return [(key, value) for key, value in pairs if key.lower() not in drop]
+
+
+class ForwardingPolicy:
+    """Builds X-Forwarded-* for the upstream, believing only trusted front proxies."""
+
+    def __init__(self, trusted: Sequence[str]) -> None:
+        self._trusted = [ipaddress.ip_network(entry, strict=False) for entry in trusted]
+
+    def is_trusted(self, peer: str) -> bool:
+        try:
+            address = ipaddress.ip_address(peer)
+        except ValueError:
+            return False
+        return any(address in network for network in self._trusted)
+
+    def upstream_headers(
+        self,
+        headers: Sequence[tuple[str, str]],
+        peer: str,
+        scheme: str,
+        host: str,
+    ) -> list[tuple[str, str]]:
+        """The client's end-to-end headers with forwarding headers made trustworthy."""
+        trusted = self.is_trusted(peer)
+        kept: list[tuple[str, str]] = []
+        prior_for: list[str] = []
+        prior: dict[str, str] = {}
+        for key, value in headers:
+            lower = key.lower()
+            if lower in SET_UPSTREAM:
+                continue
+            if lower in FORWARDING:
+                if trusted:
+                    if lower == "x-forwarded-for":
+                        prior_for.append(value.strip())
+                    else:
+                        prior.setdefault(lower, value)
+                continue
+            kept.append((key, value))
+        chain = ", ".join([*prior_for, peer]) if peer else ", ".join(prior_for)
+        if chain:
+            kept.append(("X-Forwarded-For", chain))
+        kept.append(("X-Forwarded-Proto", prior.get("x-forwarded-proto", scheme)))
+        kept.append(("X-Forwarded-Host", prior.get("x-forwarded-host", host)))
+        if "forwarded" in prior:
+            kept.append(("Forwarded", prior["forwarded"]))
+        if "x-forwarded-prefix" in prior:
+            kept.append(("X-Forwarded-Prefix", prior["x-forwarded-prefix"]))
+        return kept
+
+
+# Response headers the proxy must not copy from the upstream as they are.
+RESPONSE_SKIP = HOP_BY_HOP | {"content-length", "server", "date"}

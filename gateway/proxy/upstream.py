@@ -1,0 +1,240 @@
+"""The upstream hop: pooled connections, timeouts, streaming, upstream faults.
+
+Owns moving bytes to nova-api and back; it must never import policy, audit or the
+catalogue, nor change what was decided (it sends exactly what it is given).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import aiohttp
+import yarl
+from aiohttp import web
+from multidict import CIMultiDict
+
+from gateway.nova.faults import Fault
+from gateway.proxy.headers import RESPONSE_SKIP, end_to_end
+
+STREAM_CHUNK = 64 * 1024
+# Only small JSON answers are ever held whole to be rewritten; anything larger streams.
+REWRITE_MAX_BYTES = 256 * 1024
+
+# A per-call change of a small JSON answer body (e.g. rate limits added to GET /limits);
+# it returns the new body, or None to leave the answer as it came.
+ResponseRewrite = Callable[[bytes], bytes | None]
+
+
+@dataclass(frozen=True)
+class UpstreamSettings:
+    base_url: str  # scheme://host:port[/prefix], without the /v2.1
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    pool_size: int
+    pool_wait: float
+    pool_retry_after: int
+
+
+@dataclass
+class Exchange:
+    """What the upstream answered, for the observers of a call."""
+
+    status: int | None = None
+    seconds: float = 0.0
+    error: str | None = None  # refused | reset | timeout | pool_exhausted | broken_stream
+    request_id: str | None = None  # Nova's own x-openstack-request-id, for correlation
+
+
+class Upstream:
+    """One pooled client session per worker process."""
+
+    def __init__(self, settings: UpstreamSettings) -> None:
+        self.settings = settings
+        self._session: aiohttp.ClientSession | None = None
+        # Our own gate on the pool so that waiting for a connection is bounded and
+        # distinguishable from connecting (aiohttp folds both into one timeout).
+        self._slots = asyncio.Semaphore(settings.pool_size)
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self.settings.pool_size, limit_per_host=0, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                auto_decompress=False,
+                skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+                timeout=aiohttp.ClientTimeout(
+                    total=self.settings.total_timeout,
+                    sock_connect=self.settings.connect_timeout,
+                    sock_read=self.settings.read_timeout,
+                ),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def forward(
+        self,
+        request: web.BaseRequest,
+        method: str,
+        path_qs: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        response_headers: Sequence[tuple[str, str]],
+        exchange: Exchange,
+        rewrite: ResponseRewrite | None = None,
+    ) -> web.StreamResponse:
+        """Send one request upstream and stream the answer back to ``request``.
+
+        ``rewrite`` applies to a 200 JSON answer of at most REWRITE_MAX_BYTES that is not
+        content-encoded; every other answer streams through unchanged.
+        """
+        started = time.monotonic()
+        try:
+            await asyncio.wait_for(self._slots.acquire(), self.settings.pool_wait)
+        except TimeoutError:
+            exchange.error = "pool_exhausted"
+            raise Fault(
+                503,
+                "The compute API is busy; retry later.",
+                reason="upstream_pool_exhausted",
+                retry_after=self.settings.pool_retry_after,
+            ) from None
+        try:
+            return await self._exchange(
+                request, method, path_qs, headers, body, response_headers, exchange, rewrite
+            )
+        finally:
+            self._slots.release()
+            exchange.seconds = time.monotonic() - started
+
+    async def _exchange(
+        self,
+        request: web.BaseRequest,
+        method: str,
+        path_qs: str,
+        headers: Sequence[tuple[str, str]],
+        body: bytes,
+        response_headers: Sequence[tuple[str, str]],
+        exchange: Exchange,
+        rewrite: ResponseRewrite | None,
+    ) -> web.StreamResponse:
+        # encoded=True: yarl would otherwise re-quote the target (drop an empty '?',
+        # decode '%2F' in the query, upper-case escapes); the path and query go out
+        # byte for byte as they were decided (the HTTP parser admits only printable ASCII).
+        url = yarl.URL(self.settings.base_url + path_qs, encoded=True)
+        outgoing = CIMultiDict(headers)
+        try:
+            upstream = await self.session.request(
+                method,
+                url,
+                headers=outgoing,
+                data=body if body or method not in ("GET", "HEAD") else None,
+                allow_redirects=False,
+                compress=None,
+            )
+        except (TimeoutError, aiohttp.ServerTimeoutError):
+            exchange.error = "timeout"
+            raise _upstream_timeout() from None
+        except aiohttp.ClientConnectorError:
+            exchange.error = "refused"
+            raise Fault(502, "The compute API is unreachable.", reason="upstream_refused") from None
+        except (aiohttp.ClientError, OSError):
+            exchange.error = "reset"
+            raise Fault(
+                502, "The compute API closed the connection.", reason="upstream_reset"
+            ) from None
+        async with upstream:
+            exchange.status = upstream.status
+            exchange.request_id = upstream.headers.get("x-openstack-request-id")
+            try:
+                # Read the first chunk before committing to a status, so that a body
+                # that never starts becomes a 504 rather than a hung response.
+                first = await upstream.content.read(STREAM_CHUNK)
+                rewritten = False
+                if rewrite is not None and _rewritable(upstream):
+                    first, rewritten = await _read_and_rewrite(upstream, first, rewrite)
+            except (TimeoutError, aiohttp.ServerTimeoutError):
+                exchange.error = "timeout"
+                raise _upstream_timeout() from None
+            except (aiohttp.ClientError, OSError):
+                exchange.error = "reset"
+                raise Fault(
+                    502, "The compute API closed the connection.", reason="upstream_reset"
+                ) from None
+            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            for key, value in end_to_end(upstream.headers.items()):
+                if key.lower() not in RESPONSE_SKIP:
+                    response.headers.add(key, value)
+            for key, value in response_headers:
+                if key not in response.headers:
+                    response.headers[key] = value
+            if rewritten:
+                response.content_length = len(first)
+            elif upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            await self._stream(upstream, response, first, request, exchange)
+            return response
+
+    async def _stream(
+        self,
+        upstream: aiohttp.ClientResponse,
+        response: web.StreamResponse,
+        first: bytes,
+        request: web.BaseRequest,
+        exchange: Exchange,
+    ) -> None:
+        chunk = first
+        try:
+            while chunk:
+                await response.write(chunk)
+                chunk = await upstream.content.read(STREAM_CHUNK)
+            await response.write_eof()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            # The status is already sent: cutting the connection is the only honest
+            # way to tell the client the body is incomplete.
+            exchange.error = "broken_stream"
+            if request.transport is not None:
+                request.transport.abort()
+
+
+def _rewritable(upstream: aiohttp.ClientResponse) -> bool:
+    return (
+        upstream.status == 200
+        and "json" in upstream.headers.get("Content-Type", "").lower()
+        and "Content-Encoding" not in upstream.headers
+        and (upstream.content_length is None or upstream.content_length <= REWRITE_MAX_BYTES)
+    )
+
+
+async def _read_and_rewrite(
+    upstream: aiohttp.ClientResponse, first: bytes, rewrite: ResponseRewrite
+) -> tuple[bytes, bool]:
+    """The whole (small) body rewritten and True; or what was read so far and False when
+    the body outgrew REWRITE_MAX_BYTES (the caller then streams the rest after it)."""
+    chunks = [first]
+    size = len(first)
+    chunk = first
+    while chunk:
+        if size > REWRITE_MAX_BYTES:
+            return b"".join(chunks), False
+        chunk = await upstream.content.read(STREAM_CHUNK)
+        chunks.append(chunk)
+        size += len(chunk)
+    body = b"".join(chunks)
+    changed = rewrite(body)
+    return (body if changed is None else changed), True
+
+
+def _upstream_timeout() -> Fault:
+    return Fault(504, "The compute API did not answer in time.", reason="upstream_timeout")

@@ -1,0 +1,411 @@
+"""Per-project rate limits, counted in storage every worker and replica shares.
+
+Owns the check that admits or refuses a call (429 with Retry-After, or 503 when the storage
+is down and fails closed) and the circuit breaker; it must never block the event loop, nor
+let a storage outage cost more than one short timeout per breaker interval.
+
+The rules and their file format live in ratelimit_rules, what a caller is shown (headers,
+GET /limits) in ratelimit_view; the names other modules use are re-exported here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import math
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import structlog
+from limits import RateLimitItem, parse
+from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.strategies import (
+    FixedWindowRateLimiter,
+    MovingWindowRateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.aio.strategies import RateLimiter as Strategy
+from limits.errors import ConfigurationError, StorageError
+from limits.storage import storage_from_string
+from oslo_config import cfg
+
+from gateway.call import Call
+from gateway.config import ConfigError
+from gateway.identity.credentials import Credentials
+from gateway.nova.faults import Fault
+from gateway.nova.policy_defaults import RATE_LIMIT_EXEMPT
+from gateway.nova.routing import API_PREFIX
+from gateway.policy.engine import Outcome, PolicyEngine
+from gateway.ratelimit.rules import (
+    Per,
+    Rule,
+    RuleError,
+    RuleSet,
+    load_rules,
+    parse_rules,
+    path_pattern,
+)
+from gateway.ratelimit.view import (
+    Usage,
+    add_rate_section,
+    describe,
+    limits_entries,
+    rate_headers,
+)
+
+__all__ = [
+    "CircuitBreaker",
+    "RateLimiter",
+    "Rule",
+    "RuleError",
+    "RuleSet",
+    "add_rate_section",
+    "api_path",
+    "load_rules",
+    "parse_rules",
+    "path_pattern",
+]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+_LIMITS_PATH = "/limits"
+CHECK_TIMEOUTS = 3  # a whole check may take this many storage timeouts
+_WARM_UP = parse("1/second")
+STRATEGIES: Mapping[str, Callable[[Storage], Strategy]] = {
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+    "fixed-window": FixedWindowRateLimiter,
+}
+
+
+class CircuitBreaker:
+    """After a failure, nobody waits for the storage for ``cooldown`` seconds; then one
+    caller probes it while the others still get the failure choice at once."""
+
+    def __init__(self, cooldown: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._cooldown = cooldown
+        self._clock = clock
+        self._opened_at: float | None = None
+        self._probing = False
+
+    @property
+    def open(self) -> bool:
+        return self._opened_at is not None
+
+    def retry_after(self) -> int:
+        if self._opened_at is None:
+            return 1
+        return max(1, math.ceil(self._opened_at + self._cooldown - self._clock()))
+
+    def allow(self) -> bool:
+        if self._opened_at is None:
+            return True
+        if self._probing or self._clock() < self._opened_at + self._cooldown:
+            return False
+        self._probing = True
+        return True
+
+    def succeeded(self) -> None:
+        self._opened_at = None
+        self._probing = False
+
+    def failed(self) -> None:
+        self._opened_at = self._clock()
+        self._probing = False
+
+    def abandoned(self) -> None:
+        """A caller let through (perhaps the probe) gave up before knowing."""
+        self._probing = False
+
+
+def api_path(path: str, project_id: str | None) -> str:
+    """The path rules match: without /v2.1 and the caller's own /{project_id}."""
+    rest = path[len(API_PREFIX) :] if path.startswith(API_PREFIX) else path
+    if project_id and rest.startswith(f"/{project_id}/"):
+        rest = rest[len(project_id) + 1 :]
+    if len(rest) > 1 and rest.endswith("/"):
+        rest = rest[:-1]
+    return rest or "/"
+
+
+class RateLimiter:
+    """Counts calls against the rules in one storage (memory:// or a shared Redis)."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        policy: PolicyEngine,
+        *,
+        storage_url: str = "memory://",
+        strategy: str = "moving-window",
+        key_prefix: str = "nova_gateway",
+        timeout: float = 0.1,
+        fail_closed: bool = False,
+        breaker_cooldown: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules = rules
+        self._policy = policy
+        self._timeout = timeout
+        self._fail_closed = fail_closed
+        self._clock = clock
+        self.breaker = CircuitBreaker(breaker_cooldown)
+        self.storage = _storage(storage_url, key_prefix, timeout)
+        self.shared = not isinstance(self.storage, MemoryStorage)
+        self._strategy: Strategy = STRATEGIES[strategy](self.storage)
+        self._errors: tuple[type[BaseException], ...] = (
+            StorageError,
+            TimeoutError,
+            OSError,
+            *_as_tuple(self.storage.base_exceptions),
+        )
+        self.storage_errors = 0  # storage failures seen (sampled by metrics)
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts, policy: PolicyEngine) -> RateLimiter:
+        group = conf.rate_limit
+        try:
+            rules = load_rules(group.rules_file)
+            return cls(
+                rules,
+                policy,
+                storage_url=group.storage_url,
+                strategy=group.strategy,
+                key_prefix=group.key_prefix,
+                timeout=group.storage_timeout,
+                fail_closed=group.storage_failure == "closed",
+                breaker_cooldown=group.breaker_cooldown,
+            )
+        except (RuleError, ConfigurationError) as exc:
+            raise ConfigError(f"[rate_limit] {exc}") from exc
+
+    def reload_rules(self, path: str | None) -> bool:
+        """SIGHUP: read the rules again; a broken file keeps the running rules."""
+        try:
+            self.rules = load_rules(path)
+        except RuleError as exc:
+            log.error("rate_limit_rules_reload_failed", error=str(exc))
+            return False
+        return True
+
+    async def start(self) -> None:
+        """Connect (and load the storage's scripts) before the first request, so that a
+        burst at start-up does not pay for it; a storage already down opens the breaker."""
+        if not self.shared:
+            return
+        try:
+            async with asyncio.timeout(max(1.0, CHECK_TIMEOUTS * self._timeout)):
+                await self._strategy.get_window_stats(_WARM_UP, "warm-up")
+        except self._errors as exc:
+            self.breaker.failed()
+            self.storage_errors += 1
+            log.warning("rate_limit_storage_unreachable_at_start", error=repr(exc))
+
+    async def close(self) -> None:
+        # limits offers no close(); its redis-py client holds the connection pool.
+        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
+        closer = getattr(client, "aclose", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+        timer = getattr(self.storage, "timer", None)
+        if isinstance(timer, asyncio.Task):
+            timer.cancel()
+
+    # -- the stage ---------------------------------------------------------------------
+
+    async def check(self, call: Call) -> None:
+        """Admit the call (adding RateLimit-* headers) or raise 429 / 503."""
+        credentials = call.credentials
+        if credentials is None or call.route is None:
+            return
+        rules = self.rules  # one generation for the whole check, whatever SIGHUP does
+        path = api_path(call.route.path, credentials.project_id)
+        shows_limits = call.method == "GET" and path == _LIMITS_PATH
+        matched = rules.matching(call.method, path, call.action_key)
+        if not matched and not (shows_limits and rules.rules):
+            return
+        if self._exempt(credentials):
+            call.rate_limit = "exempt"
+            return
+        counted = [
+            (rule, limit)
+            for rule in matched
+            if (limit := rules.limit_for(rule, credentials.project_id)) is not None
+        ]
+        if not counted and not shows_limits:
+            return  # "unlimited" for this project: nothing to count, no storage needed
+        if not self.breaker.allow():
+            self._storage_down(call)
+            return
+        try:
+            # Each storage operation has its own timeout (connect, read); the guard bounds
+            # the whole check (at most connect + read + count) whatever the client does.
+            async with asyncio.timeout(CHECK_TIMEOUTS * self._timeout):
+                refusal = await self._count(call, credentials, counted, rules.cost(call.action_key))
+                if refusal is None and shows_limits:
+                    usages = await self._usages(credentials, rules)
+                    call.response_rewrite = add_rate_section(limits_entries(usages, self._clock()))
+        except self._errors as exc:
+            self.breaker.failed()
+            self.storage_errors += 1
+            log.warning(
+                "rate_limit_storage_failed",
+                error=repr(exc),
+                choice="closed" if self._fail_closed else "open",
+            )
+            self._storage_down(call)
+            return
+        except asyncio.CancelledError:
+            self.breaker.abandoned()  # the client left; a probe must not stay out forever
+            raise
+        self.breaker.succeeded()
+        if refusal is not None:
+            raise refusal
+
+    async def _count(
+        self,
+        call: Call,
+        credentials: Credentials,
+        counted: Sequence[tuple[Rule, RateLimitItem]],
+        cost: int,
+    ) -> Fault | None:
+        if not counted:
+            return None
+        keys = [_identifiers(rule, credentials) for rule, _ in counted]
+        # Read first, count second: a call refused by one rule takes nothing from the others.
+        stats = await self._each(
+            [
+                partial(self._strategy.get_window_stats, limit, *key)
+                for (_, limit), key in zip(counted, keys, strict=True)
+            ]
+        )
+        usages = [
+            Usage(rule, limit, stat.remaining, stat.reset_time)
+            for (rule, limit), stat in zip(counted, stats, strict=True)
+        ]
+        short = [usage for usage in usages if usage.remaining < cost]
+        if not short:
+            admitted = await self._each(
+                [
+                    partial(self._strategy.hit, limit, *key, cost=cost)
+                    for (_, limit), key in zip(counted, keys, strict=True)
+                ]
+            )
+            # Another worker or replica took the last ones between our read and our hit.
+            short = [usage for usage, ok in zip(usages, admitted, strict=True) if not ok]
+        now = self._clock()
+        if short:
+            usage = max(short, key=lambda u: u.reset_at)
+            call.rate_limit, call.rate_limit_rule = "refused", usage.rule.name
+            call.answer_headers.extend(rate_headers(usage, 0, now))
+            return _refusal(usage, cost, now)
+        tightest = min(usages, key=lambda u: (u.remaining - cost, -u.reset_at))
+        call.rate_limit, call.rate_limit_rule = "allowed", tightest.rule.name
+        call.answer_headers.extend(rate_headers(tightest, tightest.remaining - cost, now))
+        return None
+
+    async def _usages(self, credentials: Credentials, rules: RuleSet) -> list[Usage]:
+        """Every rule as it stands for this caller (what GET /limits shows)."""
+        shown = [
+            (rule, limit)
+            for rule in rules.rules
+            if (limit := rules.limit_for(rule, credentials.project_id)) is not None
+        ]
+        stats = await self._each(
+            [
+                partial(self._strategy.get_window_stats, limit, *_identifiers(rule, credentials))
+                for rule, limit in shown
+            ]
+        )
+        return [
+            Usage(rule, limit, stat.remaining, stat.reset_time)
+            for (rule, limit), stat in zip(shown, stats, strict=True)
+        ]
+
+    async def _each(self, operations: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
+        """Every operation's result: concurrently against a shared storage (one round
+        trip for all), one after the other in memory (where tasks cost more than work)."""
+        if self.shared and len(operations) > 1:
+            return list(await asyncio.gather(*(operation() for operation in operations)))
+        return [await operation() for operation in operations]
+
+    def _exempt(self, credentials: Credentials) -> bool:
+        target = {"project_id": credentials.project_id, "user_id": credentials.user_id}
+        # Only a plain allow exempts: a dry-run "would deny" must not lift the limits.
+        verdict = self._policy.decide(RATE_LIMIT_EXEMPT, target, credentials)
+        return verdict.outcome is Outcome.ALLOWED
+
+    def _storage_down(self, call: Call) -> None:
+        if not self._fail_closed:
+            call.rate_limit = "storage_down_open"
+            return
+        call.rate_limit = "storage_down_closed"
+        raise Fault(
+            503,
+            "Rate limiting is temporarily unavailable, so the request was not accepted; "
+            "retry later.",
+            reason="rate_limit_unavailable",
+            retry_after=self.breaker.retry_after(),
+        )
+
+
+def _refusal(usage: Usage, cost: int, now: float) -> Fault:
+    retry_after = max(1, usage.reset_in(now))
+    scope = "user" if usage.rule.per is Per.USER else "project"
+    weight = f" (this request counts {cost})" if cost != 1 else ""
+    return Fault(
+        429,
+        f"This request was rate-limited: rule '{usage.rule.name}' allows "
+        f"{describe(usage.limit)} per {scope}{weight}. Retry after {retry_after} seconds.",
+        reason="rate_limited",
+        retry_after=retry_after,
+    )
+
+
+def _identifiers(rule: Rule, credentials: Credentials) -> tuple[str, ...]:
+    # Quoted so that a '/' in an id cannot make two callers share one key.
+    project = quote(credentials.project_id or "", safe="")
+    user = quote(credentials.user_id, safe="")
+    name = quote(rule.name, safe="")
+    if rule.per is Per.USER or credentials.project_id is None:
+        return (name, project, user)
+    return (name, project)
+
+
+def _as_tuple(
+    value: type[BaseException] | tuple[type[BaseException], ...],
+) -> tuple[type[BaseException], ...]:
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _storage(url: str, key_prefix: str, timeout: float) -> Storage:
+    """The async storage the URL names; Redis with short timeouts and no retries."""
+    if url in ("memory://", "async+memory://"):
+        storage = storage_from_string("async+memory://")
+    elif url.startswith(("async+redis", "async+rediss", "async+valkey")):
+        from redis.asyncio.retry import Retry
+        from redis.backoff import NoBackoff
+
+        options: dict[str, Any] = {
+            "implementation": "redispy",
+            "key_prefix": key_prefix,
+            "wrap_exceptions": True,
+            "socket_timeout": timeout,
+            "socket_connect_timeout": timeout,
+            # redis-py retries 10 times with backoff by default: one outage would cost
+            # every request seconds. The breaker decides when to try again instead.
+            "retry": Retry(NoBackoff(), 0),
+        }
+        storage = storage_from_string(url, **options)
+    else:
+        raise ConfigurationError(
+            f"storage_url {url!r}: use memory:// or async+redis://HOST:PORT/DB"
+        )
+    if not isinstance(storage, Storage):
+        raise ConfigurationError(f"storage_url {url!r} is not an asynchronous storage")
+    return storage

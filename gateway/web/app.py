@@ -1,0 +1,172 @@
+"""The web layer: turns an aiohttp request into a Call, and the admin listener.
+
+Owns the wiring of configuration into a Gate and the HTTP entry points; it must never
+decide anything itself (the pipeline does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+from oslo_config import cfg
+
+from gateway import metrics
+from gateway.audit.records import Redactor
+from gateway.audit.trail import build_audit_trail
+from gateway.call import Call
+from gateway.config import worker_count
+from gateway.identity.credentials import strip_identity_headers
+from gateway.identity.factory import build_authenticator
+from gateway.nova.types import Version
+from gateway.pipeline import Gate, handle
+from gateway.policy.engine import PolicyEngine
+from gateway.proxy import headers as header_names
+from gateway.proxy.upstream import Upstream, UpstreamSettings
+from gateway.proxy.versions import UpstreamVersions
+from gateway.ratelimit.limiter import RateLimiter
+from gateway.servers.lookup import LockRecords, ServerLookup
+
+log = structlog.get_logger(__name__)
+
+API_SUFFIX = "/v2.1"
+
+
+def upstream_root(url: str) -> str:
+    """``http://nova:8774/v2.1`` → ``http://nova:8774``: paths are forwarded as they came."""
+    url = url.rstrip("/")
+    return url[: -len(API_SUFFIX)] if url.endswith(API_SUFFIX) else url
+
+
+def _version(text: str | None) -> Version | None:
+    return Version.parse(text) if text else None
+
+
+async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
+    root = upstream_root(upstream_url)
+    settings = UpstreamSettings(
+        base_url=root,
+        connect_timeout=conf.upstream.connect_timeout,
+        read_timeout=conf.upstream.read_timeout,
+        total_timeout=conf.upstream.total_timeout,
+        pool_size=conf.upstream.pool_size,
+        pool_wait=conf.upstream.pool_wait,
+        pool_retry_after=conf.upstream.pool_retry_after,
+    )
+    versions = UpstreamVersions(
+        root + API_SUFFIX + "/",
+        conf.upstream.version_refresh_interval,
+        _version(conf.upstream.min_version),
+        _version(conf.upstream.max_version),
+    )
+    upstream = Upstream(settings)
+    identity = await build_authenticator(conf, upstream.session)
+    servers = ServerLookup(
+        lambda: upstream.session,
+        root + API_SUFFIX,
+        identity.service_token,
+        conf.server_lookup.cache_ttl,
+        conf.server_lookup.cache_size,
+        lambda: versions.range.maximum,
+    )
+    policy = PolicyEngine(conf)
+    rate_limiter = RateLimiter.from_conf(conf, policy)
+    if not rate_limiter.shared and rate_limiter.rules.rules and worker_count(conf) > 1:
+        log.warning(
+            "rate_limit_counts_per_worker",
+            storage_url=conf.rate_limit.storage_url,
+            workers=worker_count(conf),
+            hint="each worker counts alone; use async+redis:// for limits shared by all",
+        )
+    gate = Gate(
+        upstream=upstream,
+        versions=versions,
+        forwarding=header_names.ForwardingPolicy([]),
+        identity=identity,
+        policy=policy,
+        servers=servers,
+        lock_records=LockRecords(),
+        max_body=0,
+        max_path=0,
+    )
+    gate.rate_limiter = rate_limiter
+    if conf.metrics.enabled:
+        gate.observers.append(metrics.MetricsObserver(gate, conf.metrics.sample_interval))
+    gate.audit = build_audit_trail(conf)  # starts the writer threads of this worker
+    if gate.audit is not None:
+        gate.observers.append(gate.audit)
+    apply_reloadable(gate, conf)
+    return gate
+
+
+def apply_reloadable(gate: Gate, conf: cfg.ConfigOpts) -> None:
+    """Options that SIGHUP may change without dropping a connection."""
+    gate.forwarding = header_names.ForwardingPolicy(conf.gateway.trusted_proxies)
+    gate.max_body = conf.limits.max_request_body_size
+    gate.max_path = conf.limits.max_path_length
+    gate.body_timeout = conf.limits.request_body_timeout
+    gate.strict_locks = conf.policy.strict_locks
+    if gate.audit is not None:
+        gate.audit.redactor = Redactor(conf.audit.redact_fields)
+    if gate.rate_limiter is not None:
+        gate.rate_limiter.reload_rules(conf.rate_limit.rules_file)
+
+
+def call_from(request: web.BaseRequest) -> Call:
+    # Identity headers are the gateway's to assert, never the client's; header names
+    # with underscores are dropped (as nginx does) because a WSGI server upstream would
+    # read X_Auth_Token as X-Auth-Token, a second spelling the gate never checked.
+    headers = [
+        (key, value)
+        for key, value in strip_identity_headers(request.headers.items())
+        if "_" not in key
+    ]
+    peer = request.remote or ""
+    return Call(
+        request_id=header_names.new_request_id(),
+        method=request.method,
+        target=request.raw_path,
+        headers=headers,
+        peer=peer,
+        scheme=request.scheme,
+        host=request.headers.get("Host", ""),
+        global_request_id=header_names.global_request_id(headers),
+    )
+
+
+def api_handler(gate: Gate) -> Any:
+    async def on_request(request: web.BaseRequest) -> web.StreamResponse:
+        call = call_from(request)
+        return await handle(gate, call, request)
+
+    return on_request
+
+
+def admin_app(gate: Gate, ready_max_age: float) -> web.Application:
+    async def healthz(request: web.Request) -> web.Response:
+        return web.json_response({"status": "alive"})
+
+    async def readyz(request: web.Request) -> web.Response:
+        age = gate.versions.age()
+        checks = {"upstream_version_document_age": None if age is None else round(age, 3)}
+        # The last good policy keeps serving when a reload fails: report, don't fail.
+        checks["policy_last_reload_ok"] = gate.policy.last_reload_ok
+        ready = age is not None and age <= ready_max_age
+        if gate.audit is not None:
+            # A fail-closed trail that cannot write refuses every request: out of
+            # rotation with it. Fail-open serves on, so it only reports.
+            checks["audit_sinks_ok"] = gate.audit.healthy
+            ready = ready and (gate.audit.healthy or not gate.audit.fail_closed)
+        return web.json_response({"ready": ready, "checks": checks}, status=200 if ready else 503)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    observer = next((o for o in gate.observers if isinstance(o, metrics.MetricsObserver)), None)
+    if observer is not None:
+        # The sampler lives as long as this worker's admin listener.
+        app.on_startup.append(observer.start)
+        app.on_cleanup.append(observer.stop)
+        app.router.add_get("/metrics", metrics.metrics_handler(observer))
+    return app
