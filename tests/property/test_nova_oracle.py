@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gateway.nova import schemas
@@ -41,6 +40,7 @@ from novasim.action_table import ACTIONS as SIM_ACTIONS
 from tests.conftest import skip_or_fail
 from tests.oracle.bodies import (
     Node,
+    examples,
     mutations,
     neighbours,
     nodes,
@@ -112,26 +112,6 @@ def ask_nova(python: Path, requests: list[Mapping[str, Any]]) -> list[dict[str, 
 # --- the corpus -----------------------------------------------------------------------
 
 
-def collect(strategy: st.SearchStrategy[Case], count: int) -> list[Case]:
-    """``count`` deterministic examples of ``strategy`` (derandomized, generate phase only)."""
-    found: list[Case] = []
-
-    @settings(
-        max_examples=count,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(strategy)
-    def gather(case: Case) -> None:
-        found.append(case)
-
-    gather()
-    return found
-
-
 def boundary_versions(schema_range: SchemaRange) -> st.SearchStrategy[Version]:
     low, high = range_versions(schema_range)
     return st.sampled_from([low, high, *neighbours(schema_range)]) | versions_in(schema_range)
@@ -184,7 +164,7 @@ def build_corpus() -> list[Case]:
     for spec in ACTIONS:
         for schema_range in (*spec.schemas, *unvalidated_ranges(spec)):
             if schema_range.schema is not None:
-                corpus.extend(collect(cases(spec, schema_range), CASES_PER_RANGE))
+                corpus.extend(examples(cases(spec, schema_range), CASES_PER_RANGE))
     return corpus
 
 
