@@ -8,19 +8,16 @@ hold resource or action behaviour (resources, actions and effects do).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 from aiohttp import web
 
-from gateway.nova import microversion
-from gateway.nova.catalogue import MAX_VERSION, MIN_VERSION
-from gateway.nova.faults import Fault
-from gateway.nova.types import Version
 from novasim import actions, control, resources, routing, views, wire
 from novasim.call import ApiCall
 from novasim.config import SimConfig
+from novasim.faults import Fault
 from novasim.identity import Caller, Unauthenticated, authenticate
+from novasim.microversion import Version, VersionRefused, negotiate
 from novasim.recorder import Recorder
 from novasim.routing import Resource
 from novasim.sim import Sim
@@ -110,9 +107,9 @@ def _respond(request: web.Request, sim: Sim, request_id: str, body: bytes) -> we
     if match is None:
         return _not_found(request, request_id)
     try:
-        version = _negotiate(request)
-    except Fault as fault:
-        return wire.fault_response(request_id, None, fault)
+        version = negotiate(request.raw_headers)
+    except VersionRefused as refused:
+        return wire.fault_response(request_id, refused.echoed, refused)
     try:
         _check_content_type(request)
         call = ApiCall(
@@ -131,23 +128,6 @@ def _respond(request: web.Request, sim: Sim, request_id: str, body: bytes) -> we
         return wire.fault_response(request_id, version, fault)
 
 
-def _negotiate(request: web.Request) -> Version:
-    """The request's microversion; only the two version headers matter, so the answer
-    for each spelling of them is computed once."""
-    standard = tuple(request.headers.getall(microversion.STANDARD_HEADER, ()))
-    legacy = tuple(request.headers.getall(microversion.LEGACY_HEADER, ()))
-    if not standard and not legacy:
-        return microversion.DEFAULT_VERSION
-    return _negotiate_headers(standard, legacy)
-
-
-@functools.lru_cache(maxsize=1024)  # a refusal (Fault) is raised again, never cached
-def _negotiate_headers(standard: tuple[str, ...], legacy: tuple[str, ...]) -> Version:
-    pairs = [(microversion.STANDARD_HEADER, value) for value in standard]
-    pairs += [(microversion.LEGACY_HEADER, value) for value in legacy]
-    return microversion.negotiate(pairs, MIN_VERSION, MAX_VERSION)
-
-
 def _not_found(request: web.Request, request_id: str) -> web.Response:
     accept = request.headers.get("Accept", "")
     return wire.webob_error(request_id, 404, wire.NOT_FOUND_TEXT, accept)
@@ -158,9 +138,9 @@ def _version_document(request: web.Request, request_id: str, host_url: str) -> w
         return _not_found(request, request_id)
     if request.path.startswith("/v2.1"):
         try:
-            version = _negotiate(request)
-        except Fault as fault:
-            return wire.fault_response(request_id, None, fault)
+            version = negotiate(request.raw_headers)
+        except VersionRefused as refused:
+            return wire.fault_response(request_id, refused.echoed, refused)
         return wire.json_response(request_id, version, views.version_document(host_url))
     # The legacy /v2 endpoint strips every microversion header.
     return wire.json_response(request_id, None, views.version_document(host_url, legacy=True))
@@ -173,7 +153,7 @@ def _check_content_type(request: web.Request) -> None:
         return
     media = raw.split(";", 1)[0]  # webob keeps surrounding spaces, and so does Nova's test
     if media and media != "text/plain" and media not in _ACCEPTED_MEDIA:
-        raise Fault(415, "Unsupported Content-Type", reason="content_type")
+        raise Fault(415, "Unsupported Content-Type")
 
 
 def _view_context(

@@ -13,12 +13,14 @@ from typing import Any
 
 from multidict import MultiMapping
 
-from gateway.nova.faults import Fault, malformed_body
-from gateway.nova.types import Version
+from novasim.faults import Fault, malformed_body
 from novasim.identity import Caller
+from novasim.microversion import Version
 from novasim.model import Server
 from novasim.sim import Sim
 from novasim.views import ViewContext
+
+NOT_FOUND = "Instance {id} could not be found."
 
 
 @dataclass(frozen=True)
@@ -51,12 +53,16 @@ class ApiCall:
                 400,
                 f"Malformed request URL: URL's project_id '{self.url_project}' doesn't "
                 f"match Context's project_id '{self.caller.project_id}'",
-                reason="url_project",
             )
 
-    def server(self, server_id: str) -> Server:
-        """The server as the caller may see it; another project's is 404 to non-admins."""
+    def server(self, server_id: str, unknown: str = NOT_FOUND) -> Server:
+        """The server as the caller may see it; another project's is 404 to non-admins.
+
+        ``unknown`` is the text for an id that names no server at all (some controllers
+        read the cell mapping first and say so).
+        """
         server = self.sim.store.visible(server_id, self.caller)
         if server is None:
-            raise Fault(404, f"Instance {server_id} could not be found.", reason="lookup")
+            known = server_id in self.sim.store.servers
+            raise Fault(404, (NOT_FOUND if known else unknown).format(id=server_id))
         return server

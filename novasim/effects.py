@@ -2,7 +2,7 @@
 states, the answer's body and headers, and the few checks Nova makes inside the
 controller or compute API after the catalogue's gates.
 
-Owns one effect row per action key (the catalogue owns the gates' data); it must never
+Owns one effect row per action key (action_table.py owns the gates' data); it must never
 re-check policy, lock or state rules the gate already applied.
 """
 
@@ -14,12 +14,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway.nova.catalogue import ActionSpec
-from gateway.nova.faults import Fault
-from gateway.nova.types import Version
 from novasim import policy, views
+from novasim.faults import Fault, unexpected
 from novasim.identity import Caller
 from novasim.lifecycle import Transition
+from novasim.microversion import Version
 from novasim.model import COMPUTE_HOSTS, FLAVORS, KNOWN_IMAGES, LAB_IMAGE, Address, Server, now
 from novasim.sim import Sim
 from novasim.store import generate_password
@@ -29,16 +28,11 @@ _V = Version
 FAKE_CONSOLE_OUTPUT = "FAKE CONSOLE OUTPUT\nANOTHER\nLAST LINE"  # nova.virt.fake
 _CONTROL_CHARACTERS = {c: None for c in [*range(0x00, 0x09), *range(0x0B, 0x20)]}
 UNSHELVE_TO_HOST = "os_compute_api:os-shelve:unshelve_to_host"
-_SUPPORT = "Please contact the administrator"  # nova.version.support_string() default
 
 
 def unexpected_error(exception_class: str) -> Fault:
     """The 500 Nova answers when a controller lets a Nova exception escape."""
-    return Fault(
-        500,
-        f"Unexpected API Error. {_SUPPORT}\n<class 'nova.exception.{exception_class}'>",
-        reason="unexpected",
-    )
+    return unexpected(f"nova.exception.{exception_class}")
 
 
 class HostCheck(enum.Enum):
@@ -53,7 +47,7 @@ class HostCheck(enum.Enum):
 class ActionCall:
     """One action that passed lookup and policy."""
 
-    spec: ActionSpec
+    key: str  # the action key
     server_id: str  # as written in the URL
     value: Any  # the action key's value
     version: Version

@@ -1,25 +1,26 @@
-"""Nova's default policy rules evaluated for a caller: the check strings the catalogue
-names, when each rule applies, and the 403 Nova answers.
+"""Nova's default policy as the simulator applies it: the check strings it uses, the rules
+an action checks and when each of them applies, and the 403 Nova answers.
 
-Owns rule evaluation (roles, project match, scope) and the catalogue's ``When``
-conditions; it must never look a server up or apply an effect.
+Owns rule evaluation (roles, project match, scope) and the conditions under which Nova's
+controllers call ``context.can``; it must never look a server up nor apply an effect.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from gateway.nova.catalogue import PolicyRule, Target, When
-from gateway.nova.faults import Fault
-from gateway.nova.types import Version
+from novasim.faults import Fault
 from novasim.identity import Caller
+from novasim.microversion import Version
 from novasim.model import Server
 
 ADMIN_CHECK = "rule:context_is_admin"
-_V2_56 = Version(2, 56)
-_V2_63 = Version(2, 63)
-_V2_91 = Version(2, 91)
+MEMBER_CHECK = "rule:project_member_or_admin"
+MANAGER_CHECK = "rule:project_manager_or_admin"
+READER_CHECK = "rule:project_reader_or_admin"
 
 
 def _admin(caller: Caller, target_project: str | None) -> bool:
@@ -40,12 +41,12 @@ def _role_in_project(role: str) -> Callable[[Caller, str | None], bool]:
     return check
 
 
-# nova/policies/base.py defaults, by the check string the catalogue stores.
+# nova/policies/base.py defaults, by the check string a rule registers.
 _CHECKS: Mapping[str, Callable[[Caller, str | None], bool]] = {
-    "rule:context_is_admin": _admin,
-    "rule:project_member_or_admin": _role_in_project("member"),
-    "rule:project_manager_or_admin": _role_in_project("manager"),
-    "rule:project_reader_or_admin": _role_in_project("reader"),
+    ADMIN_CHECK: _admin,
+    MEMBER_CHECK: _role_in_project("member"),
+    MANAGER_CHECK: _role_in_project("manager"),
+    READER_CHECK: _role_in_project("reader"),
     "!": lambda caller, target: False,
     "@": lambda caller, target: True,
 }
@@ -62,52 +63,64 @@ def allows(check: str, caller: Caller, target_project: str | None) -> bool:
 def enforce(name: str, check: str, caller: Caller, target_project: str | None) -> None:
     """Raise Nova's 403 unless ``check`` passes."""
     if not allows(check, caller, target_project):
-        raise Fault(403, f"Policy doesn't allow {name} to be performed.", reason="policy")
+        raise Fault(403, f"Policy doesn't allow {name} to be performed.")
 
 
-def _host_given(key: str, value: Any, version: Version) -> bool:
-    # Before 2.56 Nova reads no host from a migrate body (it has no schema then either).
-    if key == "migrate" and version < _V2_56:
+# --- when a controller checks a rule ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Situation:
+    """What a controller has in hand when it decides which rule to check."""
+
+    value: Any  # the action key's value, already validated
+    version: Version
+    caller: Caller
+    server: Server | None
+
+
+Condition = Callable[[Situation], bool]
+
+
+def always(situation: Situation) -> bool:
+    return True
+
+
+def trusted_certs_given(situation: Situation) -> bool:
+    """rebuild: from 2.63, whenever the key is in the body (even null)."""
+    value = situation.value
+    return situation.version >= Version(2, 63) and "trusted_image_certificates" in value
+
+
+def migrate_host_given(situation: Situation) -> bool:
+    """migrate: the host is read from 2.56 on, from a body that is not null."""
+    value = situation.value
+    return situation.version >= Version(2, 56) and value is not None and bool(value.get("host"))
+
+
+def migrate_host_absent(situation: Situation) -> bool:
+    return not migrate_host_given(situation)
+
+
+def live_host_given(situation: Situation) -> bool:
+    """os-migrateLive: ``host`` is required by every schema; null or "" means none."""
+    return bool(situation.value["host"])
+
+
+def live_host_absent(situation: Situation) -> bool:
+    return not live_host_given(situation)
+
+
+def volume_backed(situation: Situation) -> bool:
+    return situation.server is not None and situation.server.volume_backed
+
+
+def locked_by_other(situation: Situation) -> bool:
+    """unlock: compute API's is_expected_locked_by is False."""
+    server = situation.server
+    if server is None or not server.locked_by:
         return False
-    return isinstance(value, dict) and bool(value.get("host"))
-
-
-def applies(
-    rule: PolicyRule,
-    key: str,
-    value: Any,
-    version: Version,
-    caller: Caller,
-    server: Server | None,
-) -> bool:
-    """Whether Nova checks ``rule`` (fatally) for this call at the policy step."""
-    when = rule.when
-    if when is When.ALWAYS:
-        return True
-    if when is When.TRUSTED_CERTS_GIVEN:
-        return (
-            version >= _V2_63
-            and isinstance(value, dict)
-            and ("trusted_image_certificates" in value)
-        )
-    if when is When.HOST_ABSENT:
-        return not _host_given(key, value, version)
-    if when is When.HOST_GIVEN:
-        return _host_given(key, value, version)
-    if when is When.VOLUME_BACKED:
-        return server is not None and server.volume_backed
-    if when is When.LOCKED_BY_OTHER:
-        return server is not None and server.locked_by not in (
-            None,
-            expected_locker(caller, server),
-        )
-    # UNSHELVE_TO_HOST is checked by the unshelve effect: Nova checks it inside the
-    # compute API, after the lock and state checks. RESPONSE_VIEW never refuses.
-    return False
-
-
-def unshelve_to_host_requested(value: Any, version: Version) -> bool:
-    return version >= _V2_91 and isinstance(value, dict) and bool(value.get("host"))
+    return server.locked_by != expected_locker(situation.caller, server)
 
 
 def expected_locker(caller: Caller, server: Server) -> str:
@@ -115,8 +128,27 @@ def expected_locker(caller: Caller, server: Server) -> str:
     return "owner" if caller.project_id == server.project_id else "admin"
 
 
-def target_project(rule: PolicyRule, caller: Caller, server: Server | None) -> str | None:
-    """The ``project_id`` of the policy target Nova builds for ``rule``."""
-    if rule.target is Target.CALLER:
-        return caller.project_id
-    return server.project_id if server is not None else None
+class Whose(enum.Enum):
+    """Whose project_id the controller passes as the policy target."""
+
+    SERVER = "the server's"
+    CALLER = "none passed: oslo defaults to the caller's own"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One ``context.can(name)`` of a controller, and when the controller reaches it."""
+
+    name: str
+    check: str
+    applies: Condition = always
+    whose: Whose = Whose.SERVER
+
+    def enforce(self, situation: Situation) -> None:
+        if not self.applies(situation):
+            return
+        if self.whose is Whose.CALLER:
+            project = situation.caller.project_id
+        else:
+            project = situation.server.project_id if situation.server is not None else None
+        enforce(self.name, self.check, situation.caller, project)

@@ -11,12 +11,11 @@ import re
 from typing import Any
 from urllib.parse import urlencode
 
-from gateway.nova.faults import Fault
-from gateway.nova.types import Version
-from gateway.nova.validation import first_error
 from novasim import policy, schemas, views
 from novasim.call import ApiCall
+from novasim.faults import Fault
 from novasim.lifecycle import Transition
+from novasim.microversion import Version
 from novasim.model import (
     FLAVORS,
     KNOWN_IMAGES,
@@ -46,12 +45,6 @@ class Reply:
         self.status = status
         self.payload = payload
         self.headers = headers or {}
-
-
-def _validate(schema: dict[str, Any], body: Any) -> None:
-    message = first_error(schema, body)
-    if message is not None:
-        raise Fault(400, message, reason="schema")
 
 
 # --- servers ---------------------------------------------------------------------------
@@ -159,7 +152,7 @@ def create_server(call: ApiCall) -> Reply:
     call.check_url_project()
     caller = call.caller
     policy.enforce(SERVERS + "create", MEMBER, caller, caller.project_id)
-    _validate(schemas.create_schema(call.version), body)
+    schemas.create_checker(call.version).check(body)
     request = body["server"]
     flavor_id = str(request["flavorRef"]).rstrip("/").rsplit("/", 1)[-1]
     if flavor_id not in FLAVORS:
@@ -223,7 +216,7 @@ def update_server(call: ApiCall, server_id: str) -> Reply:
     call.check_url_project()
     server = call.server(server_id)
     policy.enforce(SERVERS + "update", MEMBER, call.caller, server.project_id)
-    _validate(schemas.update_schema(call.version), body)
+    schemas.update_checker(call.version).check(body)
     request = body["server"]
     # Nova's update is not lock-checked: a locked server can still be renamed.
     if "name" in request:
@@ -246,7 +239,7 @@ def delete_server(call: ApiCall, server_id: str) -> Reply:
     server = call.server(server_id)
     policy.enforce(SERVERS + "delete", MEMBER, call.caller, server.project_id)
     if server.locked and not call.caller.is_admin:
-        raise Fault(409, f"Instance {server.id} is locked", reason="lock")
+        raise Fault(409, f"Instance {server.id} is locked")
     call.sim.lifecycle.begin(server, Transition("deleting", None, delete=True))
     return Reply(204)
 

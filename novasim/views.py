@@ -12,10 +12,9 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.nova.catalogue import MAX_VERSION, MIN_VERSION
-from gateway.nova.types import Version
 from novasim import policy
 from novasim.identity import Caller
+from novasim.microversion import NEWEST, OLDEST, Version
 from novasim.model import FLAVORS, Flavor, InstanceAction, Server, host_id, isotime
 from novasim.store import Store
 
@@ -432,8 +431,8 @@ _V20 = {
 _V21 = {
     "id": "v2.1",
     "status": "CURRENT",
-    "version": str(MAX_VERSION),
-    "min_version": str(MIN_VERSION),
+    "version": str(NEWEST),
+    "min_version": str(OLDEST),
     "updated": "2013-07-23T11:33:21Z",
 }
 _MEDIA = {

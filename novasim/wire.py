@@ -14,10 +14,9 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from gateway.nova import microversion
-from gateway.nova.faults import FAULT_CONTENT_TYPE, Fault, render_fault
-from gateway.nova.types import Version
+from novasim import faults
 from novasim.identity import WWW_AUTHENTICATE
+from novasim.microversion import Version, answer_headers
 
 REQUEST_ID_HEADERS = ("x-openstack-request-id", "x-compute-request-id")
 JSON = "application/json"
@@ -41,9 +40,8 @@ def base_headers(request_id: str, version: Version | None) -> CIMultiDict[str]:
     for name in REQUEST_ID_HEADERS:
         headers[name] = request_id
     if version is not None:
-        headers.update(microversion.response_headers(version))
-        for value in microversion.VARY_VALUES:
-            headers.add("Vary", value)
+        for name, value in answer_headers(version):
+            headers.add(name, value)
     return headers
 
 
@@ -76,17 +74,12 @@ def empty_response(
     return web.Response(status=status, headers=headers)
 
 
-def fault_response(request_id: str, version: Version | None, fault: Fault) -> web.Response:
-    """Nova's ``{"<name>": {"code", "message"}}`` with the headers Nova puts on it."""
-    headers = base_headers(request_id, version if fault.version_headers else None)
-    if microversion.STANDARD_HEADER in fault.headers:
-        # The 406 echoes the rejected version, Vary lines included.
-        for value in microversion.VARY_VALUES:
-            headers.add("Vary", value)
-    headers.update(fault.headers)
-    headers["Content-Type"] = FAULT_CONTENT_TYPE
-    body = render_fault(fault.status, fault.message, fault.retry_after)
-    return web.Response(status=fault.status, body=body, headers=headers)
+def fault_response(request_id: str, version: Version | None, fault: faults.Fault) -> web.Response:
+    """Nova's ``{"<name>": {"code", "message"}}`` with the version headers of ``version``
+    (None where Nova had no version yet: a malformed version header)."""
+    headers = base_headers(request_id, version)
+    headers["Content-Type"] = faults.CONTENT_TYPE
+    return web.Response(status=fault.status, body=fault.body(), headers=headers)
 
 
 def unauthorized_response(request_id: str, message: str) -> web.Response:

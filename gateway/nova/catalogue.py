@@ -1,8 +1,9 @@
 """The action catalogue: one row per server action key Nova registers (41 of them).
 
-Owns what Nova does with each action (versions, schemas, policy rules, lock and state
-rules, normal status). It is data: no gate logic lives here, and adding an action is
-adding a row, never a branch elsewhere.
+Owns what Nova does with each action (versions, schemas, which policy rules and when, lock
+and state rules, normal status). It is data: no gate logic lives here, and adding an action
+is adding a row, never a branch elsewhere. A rule's default check string is never written
+here: it is read from the registry (gateway.nova.policy_defaults).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gateway.nova import schemas as S
+from gateway.nova.policy_defaults import ACTION_RULES
 from gateway.nova.types import Version, v
 
 MIN_VERSION = v("2.1")
@@ -57,14 +59,28 @@ class Target(enum.Enum):
     FLOATING_IP_SERVER = "the server the floating IP is associated with, or {} if none"
 
 
+# The registered default of every rule an action names, by rule name.
+_REGISTERED_DEFAULTS: Mapping[str, str] = {rule.name: rule.check_str for rule in ACTION_RULES}
+
+
 @dataclass(frozen=True)
 class PolicyRule:
+    """A rule Nova checks for an action; its default lives in the registry only."""
+
     name: str
-    default: str
     when: When = When.ALWAYS
     target: Target = Target.SERVER
     # Nova checks some rules inside the compute API, after the lock and state checks.
     after_state: bool = False
+
+    def __post_init__(self) -> None:
+        if self.name not in _REGISTERED_DEFAULTS:
+            raise ValueError(f"{self.name}: no registered default in policy_defaults")
+
+    @property
+    def default(self) -> str:
+        """The check string Nova registers for this rule."""
+        return _REGISTERED_DEFAULTS[self.name]
 
     @property
     def fatal(self) -> bool:
@@ -152,11 +168,6 @@ class ActionSpec:
         return by_value.get(str(selector).upper()) if selector is not None else None
 
 
-MEMBER = "rule:project_member_or_admin"
-MANAGER = "rule:project_manager_or_admin"
-READER = "rule:project_reader_or_admin"
-ADMIN = "rule:context_is_admin"
-
 _NO_TASK: frozenset[str | None] = frozenset({None})
 
 
@@ -176,8 +187,8 @@ def _ranged(rows: tuple[S.SchemaRow, ...]) -> tuple[SchemaRange, ...]:
     )
 
 
-def _rule(name: str, default: str = MEMBER, when: When = When.ALWAYS) -> PolicyRule:
-    return PolicyRule(name, default, when)
+def _rule(name: str, when: When = When.ALWAYS) -> PolicyRule:
+    return PolicyRule(name, when)
 
 
 _SERVERS = "os_compute_api:servers:"
@@ -246,7 +257,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         schemas=_always("2.1", S.RESIZE),
         policies=(
             _rule(_SERVERS + "resize"),
-            PolicyRule("compute:servers:resize:cross_cell", "!", When.RESPONSE_VIEW),
+            PolicyRule("compute:servers:resize:cross_cell", When.RESPONSE_VIEW),
         ),
         lock_checked=True,
         states=_states("active", "stopped"),
@@ -260,11 +271,11 @@ ACTIONS: tuple[ActionSpec, ...] = (
         schemas=_ranged(S.REBUILD_RANGES),
         policies=(
             _rule(_SERVERS + "rebuild"),
-            _rule(_SERVERS + "rebuild:trusted_certs", MEMBER, When.TRUSTED_CERTS_GIVEN),
-            PolicyRule(_SERVERS + "show:flavor-extra-specs", READER, When.RESPONSE_VIEW),
-            PolicyRule("os_compute_api:os-extended-server-attributes", ADMIN, When.RESPONSE_VIEW),
-            PolicyRule(_SERVERS + "show:host_status", ADMIN, When.RESPONSE_VIEW),
-            PolicyRule(_SERVERS + "show:host_status:unknown-only", ADMIN, When.RESPONSE_VIEW),
+            _rule(_SERVERS + "rebuild:trusted_certs", When.TRUSTED_CERTS_GIVEN),
+            PolicyRule(_SERVERS + "show:flavor-extra-specs", When.RESPONSE_VIEW),
+            PolicyRule("os_compute_api:os-extended-server-attributes", When.RESPONSE_VIEW),
+            PolicyRule(_SERVERS + "show:host_status", When.RESPONSE_VIEW),
+            PolicyRule(_SERVERS + "show:host_status:unknown-only", When.RESPONSE_VIEW),
         ),
         lock_checked=True,
         states=_states("active", "stopped", "error"),
@@ -277,7 +288,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         schemas=_always("2.1", S.CREATE_IMAGE),
         policies=(
             _rule(_SERVERS + "create_image"),
-            _rule(_SERVERS + "create_image:allow_volume_backed", MEMBER, When.VOLUME_BACKED),
+            _rule(_SERVERS + "create_image:allow_volume_backed", When.VOLUME_BACKED),
         ),
         lock_checked=False,
         states=_states("active", "stopped", "paused", "suspended"),
@@ -337,7 +348,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         min_version=MIN_VERSION,
         max_version=None,
         schemas=_always("2.1", S.INJECT_NETWORK_INFO),
-        policies=(_rule("os_compute_api:os-admin-actions:inject_network_info", ADMIN),),
+        policies=(_rule("os_compute_api:os-admin-actions:inject_network_info"),),
         lock_checked=True,
         states=None,
         normal_status=202,
@@ -347,7 +358,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         min_version=MIN_VERSION,
         max_version=None,
         schemas=_always("2.1", S.RESET_STATE),
-        policies=(_rule("os_compute_api:os-admin-actions:reset_state", ADMIN),),
+        policies=(_rule("os_compute_api:os-admin-actions:reset_state"),),
         lock_checked=False,
         states=None,
         normal_status=202,
@@ -409,7 +420,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         min_version=MIN_VERSION,
         max_version=None,
         schemas=_ranged(S.EVACUATE_RANGES),
-        policies=(_rule("os_compute_api:os-evacuate", ADMIN),),
+        policies=(_rule("os_compute_api:os-evacuate"),),
         lock_checked=False,
         states=StateRule(frozenset({"active", "stopped", "error"}), None, True),
         normal_status=200,
@@ -432,7 +443,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
         policies=(
             PolicyRule(
                 "os_compute_api:os-floating-ips:remove",
-                MEMBER,
                 target=Target.FLOATING_IP_SERVER,
             ),
         ),
@@ -464,7 +474,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
             _rule("os_compute_api:os-lock-server:unlock"),
             _rule(
                 "os_compute_api:os-lock-server:unlock:unlock_override",
-                ADMIN,
                 When.LOCKED_BY_OTHER,
             ),
         ),
@@ -479,8 +488,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
         # Before 2.56 Nova registers no migrate schema: any value is accepted.
         schemas=(SchemaRange(v("2.56"), None, S.MIGRATE_V256),),
         policies=(
-            _rule("os_compute_api:os-migrate-server:migrate", MANAGER, When.HOST_ABSENT),
-            _rule("os_compute_api:os-migrate-server:migrate:host", ADMIN, When.HOST_GIVEN),
+            _rule("os_compute_api:os-migrate-server:migrate", When.HOST_ABSENT),
+            _rule("os_compute_api:os-migrate-server:migrate:host", When.HOST_GIVEN),
         ),
         lock_checked=True,
         states=_states("active", "stopped"),
@@ -492,8 +501,8 @@ ACTIONS: tuple[ActionSpec, ...] = (
         max_version=None,
         schemas=_ranged(S.MIGRATE_LIVE_RANGES),
         policies=(
-            _rule("os_compute_api:os-migrate-server:migrate_live", MANAGER, When.HOST_ABSENT),
-            _rule("os_compute_api:os-migrate-server:migrate_live:host", ADMIN, When.HOST_GIVEN),
+            _rule("os_compute_api:os-migrate-server:migrate_live", When.HOST_ABSENT),
+            _rule("os_compute_api:os-migrate-server:migrate_live:host", When.HOST_GIVEN),
         ),
         lock_checked=True,
         states=_states("active", "paused"),
@@ -546,9 +555,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         min_version=MIN_VERSION,
         max_version=v("2.5"),
         schemas=(SchemaRange(MIN_VERSION, v("2.5"), S.GET_VNC_CONSOLE),),
-        policies=(
-            PolicyRule("os_compute_api:os-remote-consoles", MEMBER, target=Target.CALLER),
-        ),
+        policies=(PolicyRule("os_compute_api:os-remote-consoles", target=Target.CALLER),),
         lock_checked=False,
         states=_CONSOLE_TASKS_REJECTED,
         state_name="get_vnc_console",
@@ -560,9 +567,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         min_version=MIN_VERSION,
         max_version=v("2.5"),
         schemas=(SchemaRange(MIN_VERSION, v("2.5"), S.GET_SPICE_CONSOLE),),
-        policies=(
-            PolicyRule("os_compute_api:os-remote-consoles", MEMBER, target=Target.CALLER),
-        ),
+        policies=(PolicyRule("os_compute_api:os-remote-consoles", target=Target.CALLER),),
         lock_checked=False,
         states=_CONSOLE_TASKS_REJECTED,
         normal_status=200,
@@ -573,9 +578,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         min_version=MIN_VERSION,
         max_version=v("2.5"),
         schemas=(SchemaRange(MIN_VERSION, v("2.5"), S.GET_SERIAL_CONSOLE),),
-        policies=(
-            PolicyRule("os_compute_api:os-remote-consoles", MEMBER, target=Target.CALLER),
-        ),
+        policies=(PolicyRule("os_compute_api:os-remote-consoles", target=Target.CALLER),),
         lock_checked=False,
         states=_CONSOLE_TASKS_REJECTED,
         normal_status=200,
@@ -652,7 +655,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         min_version=MIN_VERSION,
         max_version=None,
         schemas=_always("2.1", S.SHELVE_OFFLOAD),
-        policies=(_rule("os_compute_api:os-shelve:shelve_offload", ADMIN),),
+        policies=(_rule("os_compute_api:os-shelve:shelve_offload"),),
         lock_checked=True,
         states=_states("shelved"),
         normal_status=202,
@@ -666,7 +669,6 @@ ACTIONS: tuple[ActionSpec, ...] = (
             _rule("os_compute_api:os-shelve:unshelve"),
             PolicyRule(
                 "os_compute_api:os-shelve:unshelve_to_host",
-                ADMIN,
                 When.UNSHELVE_TO_HOST,
                 after_state=True,
             ),

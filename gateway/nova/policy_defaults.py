@@ -1,15 +1,14 @@
 """Nova's registered policy defaults for the rules the gateway enforces, as data.
 
 Owns the names, check strings, scope types, descriptions and operations of those rules
-(equal to what Nova registers), and of the few rules the gateway adds of its own
-(GATEWAY_RULES); it must never import Nova nor hold decision logic.
+(equal to what Nova registers): the one place a default check string is written, which the
+catalogue reads. It must never import Nova, the catalogue or the gateway's own rules
+(gateway.policy.gateway_rules), nor hold decision logic.
 """
 
 from __future__ import annotations
 
 from oslo_policy.policy import DeprecatedRule, DocumentedRuleDefault, Operation, RuleDefault
-
-from gateway.nova.catalogue import ACTIONS, SERVER_RESOURCE_ACTIONS
 
 # Nova's aliases (nova/policies/base.py); rules refer to these names, never to roles.
 ADMIN = "rule:context_is_admin"
@@ -633,18 +632,7 @@ ACTION_RULES: tuple[DocumentedRuleDefault, ...] = (
 )
 
 DEFAULTS: tuple[RuleDefault, ...] = BASE_RULES + ACTION_RULES
-
-# Rules Nova does not have: gateway-only decisions an operator tunes in the same files.
-RATE_LIMIT_EXEMPT = "nova_gateway:rate_limit:exempt"
-GATEWAY_RULES: tuple[RuleDefault, ...] = (
-    RuleDefault(
-        RATE_LIMIT_EXEMPT,
-        ADMIN,
-        "Callers the gateway's rate limits do not apply to (the target is the caller's "
-        "own project_id and user_id).",
-    ),
-)
-BY_NAME: dict[str, RuleDefault] = {rule.name: rule for rule in DEFAULTS + GATEWAY_RULES}
+BY_NAME: dict[str, RuleDefault] = {rule.name: rule for rule in DEFAULTS}
 
 # Old names oslo.policy still honours in a policy file, mapped to the rules they feed.
 DEPRECATED_NAMES: dict[str, tuple[str, ...]] = {}
@@ -813,9 +801,3 @@ OTHER_NOVA_RULES: frozenset[str] = frozenset(
         "os_compute_api:os-volumes-attachments:delete",
     )
 )
-
-
-def catalogue_rule_names() -> frozenset[str]:
-    """Every rule the catalogue names (actions, DELETE/PUT of a server); each has a default."""
-    specs = (*ACTIONS, *SERVER_RESOURCE_ACTIONS.values())
-    return frozenset(rule.name for spec in specs for rule in spec.policies)

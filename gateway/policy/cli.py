@@ -21,13 +21,7 @@ from oslo_policy import _checks, generator
 from gateway import config, logs
 from gateway.identity.credentials import Credentials
 from gateway.nova.catalogue import BY_KEY, Target
-from gateway.nova.policy_defaults import (
-    BY_NAME,
-    DEFAULTS,
-    DEPRECATED_NAMES,
-    GATEWAY_RULES,
-    OTHER_NOVA_RULES,
-)
+from gateway.nova.policy_defaults import DEFAULTS, DEPRECATED_NAMES, OTHER_NOVA_RULES
 from gateway.nova.types import Version
 from gateway.policy.engine import (
     SERVER_KEYS,
@@ -43,6 +37,7 @@ from gateway.policy.engine import (
     rules_for,
     value_problems,
 )
+from gateway.policy.gateway_rules import BY_NAME, GATEWAY_RULES
 
 EXIT_ALLOW = 0
 EXIT_DENY = 1

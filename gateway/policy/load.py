@@ -17,7 +17,7 @@ import structlog
 from oslo_config import cfg
 from oslo_policy import policy
 
-from gateway.nova.policy_defaults import DEFAULTS, GATEWAY_RULES
+from gateway.nova.policy_defaults import DEFAULTS
 from gateway.policy.compiler import Compiler, Predicate
 from gateway.policy.files import (
     POLICY_FILE,
@@ -30,6 +30,7 @@ from gateway.policy.files import (
     read_policy_file,
     value_problems,
 )
+from gateway.policy.gateway_rules import REGISTERED
 
 log = structlog.get_logger(__name__)
 
@@ -91,7 +92,7 @@ def load_policy(policy_dir: Path, *, enforce_new_defaults: bool = True) -> Loade
     # capture); we log the same facts ourselves below.
     enforcer.suppress_deprecation_warnings = True
     enforcer.suppress_default_change_warnings = True
-    enforcer.register_defaults(DEFAULTS + GATEWAY_RULES)
+    enforcer.register_defaults(REGISTERED)
     try:
         enforcer.load_rules(force_reload=True)
     except (ValueError, TypeError, OSError, cfg.Error) as exc:

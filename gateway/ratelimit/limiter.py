@@ -36,9 +36,9 @@ from gateway.call import Call
 from gateway.config import ConfigError
 from gateway.identity.credentials import Credentials
 from gateway.nova.faults import Fault
-from gateway.nova.policy_defaults import RATE_LIMIT_EXEMPT
 from gateway.nova.routing import API_PREFIX
 from gateway.policy.engine import Outcome, PolicyEngine
+from gateway.policy.gateway_rules import RATE_LIMIT_EXEMPT
 from gateway.ratelimit.rules import (
     Per,
     Rule,

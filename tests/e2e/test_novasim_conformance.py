@@ -1,5 +1,6 @@
-"""Owns novasim's conformance run: the conformance_steps sequence to novasim and realnova alike.
-Must never hide a divergence: only those documented (with a reason) in conformance_steps pass.
+"""Owns novasim's conformance runs: the conformance_steps sequence, and the action corpus's
+version, schema, microversion and dispatch requests, to novasim and realnova alike.
+Must never hide a divergence: only those documented (with a reason) pass.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import json
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,16 @@ from tests.e2e.conformance_steps import (
     differences,
     fault_of,
 )
+from tests.e2e.corpus import (
+    ACTION_KEYS,
+    CORPUS,
+    MISSING_SERVER_ID,
+    ActionRequest,
+    Category,
+    Target,
+)
+from tests.e2e.test_action_corpus import Answer, effective_version
+from tests.e2e.test_action_corpus import send as send_request
 from tests.support.labs import RealNova
 from tests.support.processes import (
     LOOPBACK,
@@ -366,3 +377,75 @@ def test_sequence_ran_to_the_end(conformance: list[Outcome]) -> None:
     )
     after_delete = conformance[-2]
     assert (after_delete.novasim.status, after_delete.realnova.status) == (404, 404)
+
+
+# --- the action corpus, replayed on both -----------------------------------------------
+# Where the two implementations decide alone what a body means: microversion headers,
+# dispatch, each action's microversion range and its schema at each range. Every request
+# names a server that does not exist, so nothing changes on either side: a body that
+# passes every check ends at the lookup (404) with that controller's text.
+
+REPLAYED = frozenset(
+    {Category.MICROVERSION, Category.DISPATCH, Category.VERSION_GATE, Category.SCHEMA}
+)
+# Accepted differences, by corpus label (none today: a divergence found here is novasim's
+# bug unless Nova's answer depends on the lab, and then it is listed with its reason).
+CORPUS_KNOWN: dict[str, str] = {}
+
+
+def replayed_requests() -> list[ActionRequest]:
+    """The corpus's version, schema, microversion and dispatch requests, and its valid
+    bodies at a microversion other than 2.1 (the ends of the actions' ranges)."""
+    chosen = [
+        replace(request, target=Target.MISSING)
+        for request in CORPUS
+        if request.category in REPLAYED
+        or (request.category is Category.VALID and effective_version(request) != "2.1")
+    ]
+    return list({(r.body, r.microversion, r.headers, r.token, r.path): r for r in chosen}.values())
+
+
+async def _replay(url: str, requests: list[ActionRequest]) -> list[Answer]:
+    async with aiohttp.ClientSession() as session:
+        missing = {Target.MISSING: MISSING_SERVER_ID}
+        return [await send_request(session, url, request, missing) for request in requests]
+
+
+@pytest.fixture(scope="module")
+def corpus_on_both(
+    novasim: ServerProcess, realnova: RealNova, e2e_timings: Callable[[str, float], None]
+) -> list[tuple[ActionRequest, Answer, Answer]]:
+    requests = replayed_requests()
+    started = time.monotonic()
+    sim_answers = asyncio.run(_replay(novasim.url, requests))
+    real_answers = asyncio.run(_replay(realnova.url, requests))
+    e2e_timings(
+        f"novasim corpus replay, {len(requests)} requests on both", time.monotonic() - started
+    )
+    return list(zip(requests, sim_answers, real_answers, strict=True))
+
+
+def test_corpus_replay_covers_every_action_and_header_case() -> None:
+    requests = replayed_requests()
+    assert len(requests) >= 250
+    assert {request.action_key for request in requests} >= set(ACTION_KEYS)
+    assert {request.category for request in requests} >= REPLAYED | {Category.VALID}
+
+
+def test_novasim_answers_the_corpus_as_realnova(
+    corpus_on_both: list[tuple[ActionRequest, Answer, Answer]],
+) -> None:
+    """Status, fault name and message, request for request."""
+    differing = [
+        f"[{request.label}] mv={request.microversion} body={request.body[:80]!r}\n"
+        f"    novasim:  {sim}\n    realnova: {real}"
+        for request, sim, real in corpus_on_both
+        if sim != real and request.label not in CORPUS_KNOWN
+    ]
+    assert not differing, f"{len(differing)} of {len(corpus_on_both)} differ:\n" + "\n".join(
+        differing
+    )
+    vanished = [
+        r.label for r, sim, real in corpus_on_both if r.label in CORPUS_KNOWN and sim == real
+    ]
+    assert not vanished, f"documented differences that no longer differ: {vanished}"

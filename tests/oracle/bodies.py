@@ -11,8 +11,9 @@ import base64
 import copy
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gateway.nova import schemas
@@ -39,6 +40,30 @@ _ANY_JSON: st.SearchStrategy[Any] = st.recursive(
     ),
     max_leaves=6,
 )
+
+
+T = TypeVar("T")
+
+
+def examples(strategy: st.SearchStrategy[T], count: int) -> list[T]:
+    """``count`` deterministic examples of ``strategy`` (derandomized, generate phase only):
+    a fixed corpus that is the same on every run."""
+    found: list[T] = []
+
+    @settings(
+        max_examples=count,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(strategy)
+    def gather(example: T) -> None:
+        found.append(example)
+
+    gather()
+    return found
 
 
 # --- valid values -----------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Differential test: the gateway's verdict AND message equal real Nova's, body for body.
+"""Differential test: the gateway's verdict AND message equal real Nova's, body for body;
+so do novasim's, whose tables are its own.
 
 Thousands of hypothesis-generated bodies (valid, mutated, odd values; every action, every
 schema range, the versions at and just outside each boundary) go to ONE run of
@@ -10,13 +11,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from gateway.nova import schemas
@@ -31,9 +31,16 @@ from gateway.nova.catalogue import (
 from gateway.nova.faults import NOT_FOUND, Fault
 from gateway.nova.types import Version, v
 from gateway.nova.validation import validate_action
+from novasim import action_schemas as sim_schemas
+from novasim import actions as sim_actions
+from novasim import faults as sim_faults
+from novasim import microversion as sim_microversion
+from novasim import parameter_types as sim_types
+from novasim.action_table import ACTIONS as SIM_ACTIONS
 from tests.conftest import skip_or_fail
 from tests.oracle.bodies import (
     Node,
+    examples,
     mutations,
     neighbours,
     nodes,
@@ -105,26 +112,6 @@ def ask_nova(python: Path, requests: list[Mapping[str, Any]]) -> list[dict[str, 
 # --- the corpus -----------------------------------------------------------------------
 
 
-def collect(strategy: st.SearchStrategy[Case], count: int) -> list[Case]:
-    """``count`` deterministic examples of ``strategy`` (derandomized, generate phase only)."""
-    found: list[Case] = []
-
-    @settings(
-        max_examples=count,
-        derandomize=True,
-        database=None,
-        deadline=None,
-        phases=[Phase.generate],
-        suppress_health_check=list(HealthCheck),
-    )
-    @given(strategy)
-    def gather(case: Case) -> None:
-        found.append(case)
-
-    gather()
-    return found
-
-
 def boundary_versions(schema_range: SchemaRange) -> st.SearchStrategy[Version]:
     low, high = range_versions(schema_range)
     return st.sampled_from([low, high, *neighbours(schema_range)]) | versions_in(schema_range)
@@ -177,7 +164,7 @@ def build_corpus() -> list[Case]:
     for spec in ACTIONS:
         for schema_range in (*spec.schemas, *unvalidated_ranges(spec)):
             if schema_range.schema is not None:
-                corpus.extend(collect(cases(spec, schema_range), CASES_PER_RANGE))
+                corpus.extend(examples(cases(spec, schema_range), CASES_PER_RANGE))
     return corpus
 
 
@@ -192,6 +179,17 @@ def our_verdict(case: Case) -> Verdict:
     try:
         validate_action(spec, version, body)
     except Fault as fault:
+        return (False, fault.status, fault.message)
+    return (True, None, "")
+
+
+def novasim_verdict(case: Case) -> Verdict:
+    version = sim_microversion.parse(case.version)
+    assert version is not None
+    body = json.loads(json.dumps(case.body))
+    try:
+        sim_actions.admit(case.action, version, body)
+    except sim_faults.Fault as fault:
         return (False, fault.status, fault.message)
     return (True, None, "")
 
@@ -223,14 +221,20 @@ def test_corpus_is_large_and_mixed(corpus: list[Case], nova: dict[str, Any]) -> 
         assert True in seen, f"no accepted body for {spec.key}"
 
 
-def test_verdicts_and_messages_equal_novas(corpus: list[Case], nova: dict[str, Any]) -> None:
+def assert_verdicts_are_novas(
+    corpus: list[Case], nova: dict[str, Any], judge: Callable[[Case], Verdict]
+) -> None:
     mismatches = []
     for case, answer in zip(corpus, nova["verdicts"], strict=True):
         theirs: Verdict = (answer["ok"], answer["status"], answer["message"])
-        ours = our_verdict(case)
+        ours = judge(case)
         if ours != theirs:
-            mismatches.append(f"{case.request()}\n  nova: {theirs}\n  ours: {ours}")
+            mismatches.append(f"{case.request()}\n  nova: {theirs}\n  {judge.__name__}: {ours}")
     assert not mismatches, f"{len(mismatches)} differ; first:\n" + "\n".join(mismatches[:8])
+
+
+def test_verdicts_and_messages_equal_novas(corpus: list[Case], nova: dict[str, Any]) -> None:
+    assert_verdicts_are_novas(corpus, nova, our_verdict)
 
 
 def _novas_schema_at(rows: list[list[Any]], version: Version) -> str | None:
@@ -271,3 +275,38 @@ def test_regexes_built_like_novas(nova: dict[str, Any]) -> None:
     assert nova["dump"]["name_regex"] == schemas.VALID_NAME_REGEX
     assert nova["dump"]["name_reason"] == schemas.VALID_NAME_REASON
     assert nova["dump"]["description_regex"] == schemas.VALID_DESCRIPTION_REGEX
+
+
+# --- novasim against the same oracle ------------------------------------------------------
+
+
+def test_novasim_verdicts_and_messages_equal_novas(
+    corpus: list[Case], nova: dict[str, Any]
+) -> None:
+    assert_verdicts_are_novas(corpus, nova, novasim_verdict)
+
+
+def test_novasim_schemas_equal_novas_decorators(nova: dict[str, Any]) -> None:
+    """At every version an action exists, novasim's schema is Nova's, key order included."""
+    dumped = nova["dump"]["actions"]
+    assert set(dumped) == set(SIM_ACTIONS)
+    for key, gates in SIM_ACTIONS.items():
+        for minor in range(gates.since.minor, gates.until.minor + 1):
+            at = sim_microversion.Version(2, minor)
+            registered = sim_schemas.registered_at(key, at)
+            ours = None if registered is None else json.dumps(registered.checker.schema)
+            assert ours == _novas_schema_at(dumped[key]["schemas"], Version(2, minor)), (key, at)
+
+
+def test_novasim_action_versions_equal_novas(nova: dict[str, Any]) -> None:
+    for key, gates in SIM_ACTIONS.items():
+        bounds = nova["dump"]["actions"][key]["api_version"]
+        low, high = bounds if bounds is not None else (None, None)
+        assert str(gates.since) == (low or str(sim_microversion.OLDEST)), key
+        assert str(gates.until) == (high or str(sim_microversion.NEWEST)), key
+
+
+def test_novasim_regexes_built_like_novas(nova: dict[str, Any]) -> None:
+    assert nova["dump"]["name_regex"] == sim_types.NAME_REGEX
+    assert nova["dump"]["name_reason"] == sim_types.NAME_REASON
+    assert nova["dump"]["description_regex"] == sim_types.DESCRIPTION_REGEX

@@ -1,5 +1,5 @@
-"""novasim's pure pieces: tokens, policy checks, routing, status map, webob bodies,
-the recorder and the effect table's coverage of the catalogue."""
+"""novasim's pure pieces: tokens, policy checks, routing, status map, webob bodies and
+the recorder (its action tables: test_novasim_tables.py)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ import json
 
 import pytest
 
-from gateway.nova.catalogue import ACTIONS
 from novasim import policy
-from novasim.effects import EFFECTS
 from novasim.identity import Caller, Unauthenticated, authenticate, caller_from_token
 from novasim.model import status_from_state
 from novasim.recorder import RecordedRequest, Recorder
@@ -204,11 +202,3 @@ def test_recorded_bodies_round_trip_as_text_or_base64() -> None:
     for record in (text, binary):
         assert RecordedRequest.decode_body(record.to_json()) == record.body
 
-
-# --- effect table ------------------------------------------------------------------------
-
-
-def test_every_catalogue_action_has_an_effect_or_is_removed() -> None:
-    for spec in ACTIONS:
-        assert spec.removed is not None or spec.key in EFFECTS, spec.key
-    assert set(EFFECTS) <= {spec.key for spec in ACTIONS}
