@@ -240,11 +240,12 @@ def _lint_rule(
 
 
 def _credentials(args: argparse.Namespace) -> Credentials:
-    roles = frozenset(r.strip().lower() for r in args.roles.split(",") if r.strip())
+    names = tuple(r.strip() for r in args.roles.split(",") if r.strip())
     return Credentials(
         user_id=args.user,
         project_id=args.project,
-        roles=roles,
+        roles=frozenset(name.lower() for name in names),
+        role_names=names,  # as Keystone would spell them to Nova
         domain_id=args.domain,
         system_scope=args.system_scope,
         mode="cli",
@@ -406,7 +407,8 @@ def main(argv: Sequence[str], out: TextIO | None = None) -> int:
         return 0
     try:
         conf = _conf(args)
-    except cfg.Error as exc:
+        config.validate_policy(conf)
+    except (cfg.Error, config.ConfigError) as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
     policy_dir = Path(conf.policy.policy_dir).expanduser().absolute()
