@@ -6,7 +6,7 @@ Authenticator protocol; it must never trust a client-sent identity header.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -108,12 +108,15 @@ class Credentials:
         gateway does not validate service tokens: the service_* values stay empty, as
         Nova's are for a request that carries none.
         """
-        return dict(self.policy_values)
+        return self._policy_values()
 
     @cached_property
-    def policy_values(self) -> Mapping[str, object]:
-        """policy_credentials(), read-only, built once per (cached) caller."""
-        return MappingProxyType(self._policy_values())
+    def nova_context_values(self) -> MappingProxyType[str, object]:
+        """Nova's context values while Nova builds the context: ``is_admin`` None first
+        (oslo.context lists the keys Nova adds first; the policy engine computes it), then
+        policy_credentials(). Read-only, built once per (cached) caller; ``.copy()`` is
+        a fresh dict."""
+        return MappingProxyType({"is_admin": None, **self._policy_values()})
 
     @cached_property
     def policy_roles(self) -> frozenset[str]:

@@ -159,7 +159,7 @@ def _nova_values(credentials: Credentials) -> dict[str, Any]:
     # nova.context.RequestContext.to_policy_values(): oslo.context's values with
     # is_admin added (it comes first: oslo.context lists added keys first), None until
     # context_is_admin has been evaluated.
-    creds: dict[str, Any] = {"is_admin": None, **credentials.policy_values}
+    creds: dict[str, Any] = credentials.nova_context_values.copy()
     # What Enforcer.enforce() adds before checking: scope reads creds['system'].
     if creds["system_scope"]:
         creds["system"] = creds["system_scope"]
