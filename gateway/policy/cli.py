@@ -139,6 +139,25 @@ def _never_matches(
     return None
 
 
+def _unregistered_references(where: str, name: str, loaded: LoadedPolicy) -> list[Finding]:
+    # Nova registers these with a default; the gateway does not know it, so a reference
+    # the files leave undefined decides differently (stricter) than in Nova.
+    value = loaded.enforcer.file_rules[name].check_str if name in loaded.enforcer.file_rules else ""
+    return [
+        Finding(
+            where,
+            name,
+            "error",
+            f"rule:{other} is Nova's rule of an API the gateway does not front: its "
+            "default is unknown here, so the reference resolves as undefined (the "
+            "'default' rule, else deny) where Nova applies its default; define it in a "
+            "policy file",
+        )
+        for other in sorted(_referenced_rules(value))
+        if other in OTHER_NOVA_RULES and other not in loaded.enforcer.rules
+    ]
+
+
 def lint(policy_dir: Path, *, enforce_new_defaults: bool = True) -> list[Finding]:
     """Everything wrong (errors) or worth knowing (notes) about the files in policy_dir."""
     findings: list[Finding] = []
@@ -172,6 +191,7 @@ def lint(policy_dir: Path, *, enforce_new_defaults: bool = True) -> list[Finding
     except PolicyLoadError as exc:
         return sorted(findings + [Finding(".", "", "error", p) for p in exc.problems])
     for name, where in defined.items():
+        findings.extend(_unregistered_references(where, name, loaded))
         check = loaded.enforcer.rules.get(name)
         registered = BY_NAME.get(name)
         # Nova's own '!' (cross_cell) is deliberate; only what the site wrote is vetted.

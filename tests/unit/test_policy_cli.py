@@ -245,6 +245,11 @@ def test_lint_uncommented_examples_are_clean(tmp_path: Path) -> None:
         ('"os_compute_api:os-pause-server:pause": "\'ACTIVE\':%(server.state)s"', "never set"),
         ('"os_compute_api:os-pause-server:pause": [unclosed', "YAML error"),
         ('"a": "rule:b"\n"b": "rule:a"', "cycle"),
+        (
+            '"os_compute_api:os-pause-server:pause": "role:admin or rule:os_compute_api:'
+            'os-keypairs:index"',
+            "rule:os_compute_api:os-keypairs:index is Nova's rule of an API the gateway",
+        ),
     ],
 )
 def test_lint_errors(tmp_path: Path, text: str, message: str) -> None:
