@@ -23,10 +23,10 @@ from oslo_policy import _checks, _parser, policy
 POLICY_FILE = "policy.yaml"
 POLICY_SUBDIR = "policy.d"
 
-# Bounds on what one policy may hold (README "Policy"). Nova's own rules nest 5 levels and
-# evaluate at most a dozen checks; oslo.policy itself fails (raises) somewhere beyond ~340
-# levels, depending on the caller's stack, so the depth bound keeps every accepted rule
-# far inside what oslo evaluates as written.
+# Bounds on what one policy may hold (README "Policy"). Nova's own rules nest 5 levels (8
+# with the deprecated defaults OR'd in) and evaluate at most 10 checks; oslo.policy itself
+# fails (raises) somewhere beyond ~340 levels, depending on the caller's stack, so the
+# depth bound keeps every accepted rule far inside what oslo evaluates as written.
 MAX_RULE_DEPTH = 100  # nested checks from a rule's root to a leaf, through rule: references
 MAX_RULE_CHECKS = 10_000  # checks one decision may evaluate, each rule: reference in full
 MAX_FILE_BYTES = 1 << 20  # one policy file
@@ -161,7 +161,7 @@ def parser_nesting(text: str) -> int:
 
     oslo's shift-reduce parser recurses once per pending reduction; what can be pending is
     the ``not`` waiting for their operand and up to three items per open parenthesis. This
-    scan counts exactly those, without recursion, so nothing unbounded reaches the parser.
+    scan counts those, without recursion, so nothing unbounded reaches the parser.
     """
     pending_nots = [0]  # per open parenthesis level
     deepest = 0
