@@ -265,12 +265,56 @@ policy_opts: list[cfg.Opt] = [
     cfg.BoolOpt(
         "enforce_scope",
         default=True,
-        help="Refuse tokens whose scope (system, domain) the rule does not allow.",
+        deprecated_for_removal=True,
+        deprecated_reason="oslo.policy 6, which Nova 34 runs, always checks scope; the "
+        "option is gone from Nova too.",
+        help="Scope (system, domain, project) is always checked against the rule's scope "
+        "types, as Nova 34 does. Only true is accepted: false refuses to start.",
     ),
     cfg.BoolOpt(
         "enforce_new_defaults",
         default=True,
-        help="Use Nova's current (role-based) defaults, not the deprecated ones.",
+        help="Use Nova's current (role-based) defaults, not the deprecated ones (Nova's "
+        "[oslo_policy] enforce_new_defaults; false ORs each deprecated default in).",
+    ),
+    cfg.FloatOpt(
+        "remote_timeout",
+        min=0,
+        default=60.0,
+        help="Seconds an http:/https: check may take (Nova's [oslo_policy] "
+        "remote_timeout); a check that times out or fails refuses the call.",
+    ),
+    cfg.StrOpt(
+        "remote_content_type",
+        default="application/x-www-form-urlencoded",
+        choices=("application/x-www-form-urlencoded", "application/json"),
+        help="How http:/https: checks send rule, target and credentials (Nova's "
+        "[oslo_policy] remote_content_type).",
+    ),
+    cfg.BoolOpt(
+        "remote_ssl_verify_server_crt",
+        default=True,
+        help="https: checks verify the decision point's certificate. oslo.policy's "
+        "default is false; an unverified decision point could answer for anyone.",
+    ),
+    cfg.StrOpt(
+        "remote_ssl_ca_crt_file",
+        help="CA bundle for https: checks (default: the system's).",
+    ),
+    cfg.StrOpt(
+        "remote_ssl_client_crt_file",
+        help="Client certificate https: checks present.",
+    ),
+    cfg.StrOpt(
+        "remote_ssl_client_key_file",
+        help="Key of remote_ssl_client_crt_file.",
+    ),
+    cfg.IntOpt(
+        "remote_check_concurrency",
+        min=1,
+        default=8,
+        help="Decisions that reach an http:/https: (or plugin) check run in a worker "
+        "thread, at most this many at once per worker process; others wait.",
     ),
     cfg.FloatOpt(
         "reload_interval",
@@ -600,6 +644,16 @@ def validate(conf: cfg.ConfigOpts) -> None:
             except ValueError:
                 raise ConfigError(f"[upstream] {name}: {text!r} is not X.Y") from None
     _validate_audit(conf)
+    validate_policy(conf)
+
+
+def validate_policy(conf: cfg.ConfigOpts) -> None:
+    """Refuse a policy mode Nova 34 cannot run in: the gateway never decides under it."""
+    if not conf.policy.enforce_scope:
+        raise ConfigError(
+            "[policy] enforce_scope: false is not supported: oslo.policy 6, which Nova 34 "
+            "runs, always checks a rule's scope types (the option is gone); remove it"
+        )
 
 
 def _validate_audit(conf: cfg.ConfigOpts) -> None:

@@ -133,7 +133,7 @@ async def authenticate(gate: Gate, call: Call, request: web.BaseRequest) -> None
     if call.route is None or call.route.kind in _UNAUTHENTICATED:
         return
     call.credentials = await gate.identity.authenticate(call.headers)
-    call.is_admin = gate.policy.is_admin(call.credentials)
+    call.is_admin = await gate.policy.is_admin_async(call.credentials)
 
 
 async def negotiate_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -201,7 +201,7 @@ async def validate_body(gate: Gate, call: Call, request: web.BaseRequest) -> Non
     validate_action(call.action, call.version, call.action_body)
 
 
-def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:
+async def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:
     """Nova's ``context.can`` for each rule; the first enforced refusal is a 403."""
     assert call.action is not None and call.credentials is not None
     if not rules:
@@ -227,7 +227,9 @@ def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:
         if any(rule.target is Target.CALLER for rule in rules)
         else None
     )
-    decision = gate.policy.decide_all(rules, target, call.credentials, caller_target=caller_target)
+    decision = await gate.policy.decide_all_async(
+        rules, target, call.credentials, caller_target=caller_target
+    )
     call.verdicts.extend((verdict.rule, verdict.outcome.value) for _, verdict in decision.each)
     if decision.verdict.outcome is Outcome.DENIED:
         raise Fault(
@@ -259,7 +261,7 @@ def _rules(call: Call, *, after_state: bool, caller_target: bool) -> list[Policy
 async def authorize_without_server(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """Console actions: Nova checks policy with the caller's own target before the lookup."""
     if call.action is not None and call.action.lookup is Lookup.AFTER_POLICY:
-        _authorize(gate, call, _rules(call, after_state=False, caller_target=True))
+        await _authorize(gate, call, _rules(call, after_state=False, caller_target=True))
 
 
 async def look_up_server(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -284,7 +286,7 @@ async def look_up_server(gate: Gate, call: Call, request: web.BaseRequest) -> No
 
 async def authorize(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.action is not None and call.action.lookup is not Lookup.AFTER_POLICY:
-        _authorize(gate, call, _rules(call, after_state=False, caller_target=False))
+        await _authorize(gate, call, _rules(call, after_state=False, caller_target=False))
 
 
 async def check_lock(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -300,7 +302,7 @@ async def check_state(gate: Gate, call: Call, request: web.BaseRequest) -> None:
 async def authorize_after_state(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """Rules Nova checks inside the compute API, after lock and state (unshelve to host)."""
     if call.action is not None and call.credentials is not None:
-        _authorize(gate, call, _rules(call, after_state=True, caller_target=False))
+        await _authorize(gate, call, _rules(call, after_state=True, caller_target=False))
 
 
 # The gate, in Nova's order (nova-actions.md §0) for the checks Nova also makes.

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
 from typing import Protocol
 
 # Headers keystonemiddleware sets for Nova (and their legacy spellings). A client's copy
@@ -93,18 +95,49 @@ class Credentials:
     is_admin_project: bool = True
     mode: str = ""  # keystone | jwt | noauth, for the audit record
     extra: dict[str, str] = field(default_factory=dict)
+    # The role names as the issuer spelled and ordered them (keystonemiddleware's X-Roles,
+    # Nova's creds['roles']); empty when the issuer's spelling is ``roles`` itself.
+    role_names: tuple[str, ...] = ()
 
     def policy_credentials(self) -> dict[str, object]:
-        """The credential dict oslo.policy checks, shaped like RequestContext.to_policy_values()."""
+        """Nova's policy credentials but ``is_admin``: oslo.context's to_policy_values(),
+        key for key and in its order (a remote check receives them as they are).
+
+        Nova adds ``is_admin`` (computed from ``context_is_admin`` when the request
+        arrives); the policy engine adds it, since only the policy can compute it. The
+        gateway does not validate service tokens: the service_* values stay empty, as
+        Nova's are for a request that carries none.
+        """
+        return self._policy_values()
+
+    @cached_property
+    def nova_context_values(self) -> MappingProxyType[str, object]:
+        """Nova's context values while Nova builds the context: ``is_admin`` None first
+        (oslo.context lists the keys Nova adds first; the policy engine computes it), then
+        policy_credentials(). Read-only, built once per (cached) caller; ``.copy()`` is
+        a fresh dict."""
+        return MappingProxyType({"is_admin": None, **self._policy_values()})
+
+    @cached_property
+    def policy_roles(self) -> frozenset[str]:
+        """The roles lower-cased, as oslo's role: check compares them."""
+        return frozenset(role.lower() for role in self.roles)
+
+    def _policy_values(self) -> dict[str, object]:
         return {
             "user_id": self.user_id,
-            "project_id": self.project_id,
-            "roles": sorted(self.roles),
-            "domain_id": self.domain_id,
-            "system_scope": self.system_scope,
             "user_domain_id": self.user_domain_id,
+            "system_scope": self.system_scope,
+            "domain_id": self.domain_id,
+            "project_id": self.project_id,
             "project_domain_id": self.project_domain_id,
+            "roles": list(self.role_names) if self.role_names else sorted(self.roles),
             "is_admin_project": self.is_admin_project,
+            "service_user_id": None,
+            "service_user_domain_id": None,
+            "service_project_id": None,
+            "service_project_domain_id": None,
+            "service_roles": [],
         }
 
 

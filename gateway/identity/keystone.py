@@ -112,7 +112,8 @@ def credentials_from_token(body: Any) -> Credentials:
     """Credentials from a v3 token body; KeyError/TypeError/ValueError if it is malformed."""
     token = body["token"]
     user = token["user"]
-    roles = frozenset(str(role["name"]).lower() for role in token.get("roles") or [])
+    role_names = tuple(str(role["name"]) for role in token.get("roles") or [])
+    roles = frozenset(name.lower() for name in role_names)
     project = token.get("project")
     domain = token.get("domain")
     system = token.get("system")
@@ -126,6 +127,7 @@ def credentials_from_token(body: Any) -> Credentials:
         user_id=str(user["id"]),
         project_id=str(project["id"]) if project else None,
         roles=roles,
+        role_names=role_names,  # X-Roles as keystonemiddleware sends it to Nova
         domain_id=str(domain["id"]) if domain else None,
         # keystonemiddleware sends OpenStack-System-Scope: all for {"system": {"all": true}}.
         system_scope="all" if isinstance(system, dict) and system.get("all") is True else None,

@@ -434,6 +434,7 @@ class JwtAuthenticator:
             user_id=str(user),
             project_id=project,
             roles=frozenset(role.strip().lower() for role in roles if role.strip()),
+            role_names=tuple(role.strip() for role in roles if role.strip()),
             domain_id=domain,
             system_scope=system,
             expires_at=float(claims["exp"]),

@@ -134,6 +134,25 @@ def _never_matches(
     return None
 
 
+def _unregistered_references(where: str, name: str, loaded: LoadedPolicy) -> list[Finding]:
+    # Nova registers these with a default; the gateway does not know it, so a reference
+    # the files leave undefined decides differently (stricter) than in Nova.
+    value = loaded.enforcer.file_rules[name].check_str if name in loaded.enforcer.file_rules else ""
+    return [
+        Finding(
+            where,
+            name,
+            "error",
+            f"rule:{other} is Nova's rule of an API the gateway does not front: its "
+            "default is unknown here, so the reference resolves as undefined (the "
+            "'default' rule, else deny) where Nova applies its default; define it in a "
+            "policy file",
+        )
+        for other in sorted(_referenced_rules(value))
+        if other in OTHER_NOVA_RULES and other not in loaded.enforcer.rules
+    ]
+
+
 def lint(policy_dir: Path, *, enforce_new_defaults: bool = True) -> list[Finding]:
     """Everything wrong (errors) or worth knowing (notes) about the files in policy_dir."""
     findings: list[Finding] = []
@@ -167,6 +186,7 @@ def lint(policy_dir: Path, *, enforce_new_defaults: bool = True) -> list[Finding
     except PolicyLoadError as exc:
         return sorted(findings + [Finding(".", "", "error", p) for p in exc.problems])
     for name, where in defined.items():
+        findings.extend(_unregistered_references(where, name, loaded))
         check = loaded.enforcer.rules.get(name)
         registered = BY_NAME.get(name)
         # Nova's own '!' (cross_cell) is deliberate; only what the site wrote is vetted.
@@ -235,11 +255,12 @@ def _lint_rule(
 
 
 def _credentials(args: argparse.Namespace) -> Credentials:
-    roles = frozenset(r.strip().lower() for r in args.roles.split(",") if r.strip())
+    names = tuple(r.strip() for r in args.roles.split(",") if r.strip())
     return Credentials(
         user_id=args.user,
         project_id=args.project,
-        roles=roles,
+        roles=frozenset(name.lower() for name in names),
+        role_names=names,  # as Keystone would spell them to Nova
         domain_id=args.domain,
         system_scope=args.system_scope,
         mode="cli",
@@ -401,7 +422,8 @@ def main(argv: Sequence[str], out: TextIO | None = None) -> int:
         return 0
     try:
         conf = _conf(args)
-    except cfg.Error as exc:
+        config.validate_policy(conf)
+    except (cfg.Error, config.ConfigError) as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)
         return EXIT_USAGE
     policy_dir = Path(conf.policy.policy_dir).expanduser().absolute()

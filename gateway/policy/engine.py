@@ -5,10 +5,14 @@ must never read or stat a file per decision nor block the event loop on I/O.
 
 Decisions use a compiled form of the rules oslo.policy loaded (same tree, same semantics,
 without oslo's per-node ``inspect`` cost); checks oslo defines beyond role/rule/generic
-(``http:``, plugins) are still evaluated by oslo itself. The parts, each importing only
-those after it: policy_load (one generation), policy_compile (the closures), policy_files
-(strict reading of Nova's file format); policy_target (which rules apply, their target)
-stands alone. The names other modules use are re-exported here.
+(``http:``, plugins) are still evaluated by oslo itself, with the enforced rule's name,
+the target and Nova's credentials, in a worker thread (they may block). The credentials
+are Nova's: oslo.context's policy values plus ``is_admin``, computed as Nova computes it
+(``context_is_admin`` on the caller's own project and user). Scope is always checked, as
+oslo.policy 6 (Nova 34) does. The parts, each importing only those after it: load (one
+generation), compiler (the closures and the bounds), nova_checks (Nova's ``is_admin``
+check), files (strict reading of Nova's file format); target (which rules apply, their
+target) stands alone. The names other modules use are re-exported here.
 
 Writing site rules (in ``policy.d/*.yaml``, or ``policy.yaml``)
 ----------------------------------------------------------------
@@ -48,14 +52,17 @@ import asyncio
 import contextlib
 import enum
 import threading
-from collections.abc import Iterable, Mapping, MutableMapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from oslo_config import cfg
 
+from gateway.config import validate_policy
 from gateway.identity.credentials import Credentials
 from gateway.nova.catalogue import PolicyRule, Target
 from gateway.policy.files import (
@@ -66,7 +73,7 @@ from gateway.policy.files import (
     value_problems,
 )
 from gateway.policy.files import fingerprint as policy_fingerprint
-from gateway.policy.load import ChangedWhileLoading, LoadedPolicy, load_policy
+from gateway.policy.load import ChangedWhileLoading, LoadedPolicy, RemoteChecks, load_policy
 from gateway.policy.target import SERVER_KEYS, build_target, rules_for
 
 __all__ = [
@@ -77,6 +84,7 @@ __all__ = [
     "PolicyEngine",
     "PolicyLoadError",
     "Reason",
+    "RemoteChecks",
     "Verdict",
     "build_target",
     "load_policy",
@@ -87,6 +95,9 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+CONTEXT_IS_ADMIN = "context_is_admin"
 
 
 class Outcome(enum.Enum):
@@ -135,13 +146,24 @@ class Decision:
         raise TypeError("use Decision.allowed, not the decision's truth value")
 
 
-def _policy_values(credentials: Credentials) -> tuple[dict[str, Any], frozenset[str]]:
-    creds: dict[str, Any] = credentials.policy_credentials()
+@dataclass(frozen=True, slots=True)
+class _Subject:
+    """The caller as one policy generation sees it: Nova's policy credentials."""
+
+    creds: dict[str, Any]  # to_policy_values() with is_admin, plus enforce()'s 'system'
+    roles: frozenset[str]  # lower-cased once per call (RoleCheck compares lower-cased)
+    failure: str | None = None  # is_admin could not be computed: Nova answers 500
+
+
+def _nova_values(credentials: Credentials) -> dict[str, Any]:
+    # nova.context.RequestContext.to_policy_values(): oslo.context's values with
+    # is_admin added (it comes first: oslo.context lists added keys first), None until
+    # context_is_admin has been evaluated.
+    creds: dict[str, Any] = credentials.nova_context_values.copy()
     # What Enforcer.enforce() adds before checking: scope reads creds['system'].
-    if creds.get("system_scope"):
+    if creds["system_scope"]:
         creds["system"] = creds["system_scope"]
-    # RoleCheck compares lower-cased; lowering once per call, not per node.
-    return creds, frozenset(role.lower() for role in credentials.roles)
+    return creds
 
 
 def _token_scope(creds: Mapping[str, Any]) -> str:
@@ -163,16 +185,26 @@ class PolicyEngine:
     """
 
     def __init__(self, conf: cfg.ConfigOpts) -> None:
+        validate_policy(conf)  # ConfigError for a mode Nova 34 cannot run in
         group = conf.policy
         self._conf = conf
         self._dir = Path(group.policy_dir).expanduser().absolute()
-        self._enforce_scope = bool(group.enforce_scope)
         self._enforce_new_defaults = bool(group.enforce_new_defaults)
+        self._remote = RemoteChecks(
+            timeout=float(group.remote_timeout),
+            content_type=str(group.remote_content_type),
+            verify_server_crt=bool(group.remote_ssl_verify_server_crt),
+            ca_crt_file=group.remote_ssl_ca_crt_file,
+            client_crt_file=group.remote_ssl_client_crt_file,
+            client_key_file=group.remote_ssl_client_key_file,
+        )
+        self._remote_threads = int(group.remote_check_concurrency)
+        self._pool: ThreadPoolExecutor | None = None
         self._interval = float(group.reload_interval)
         self._dry_run = frozenset(group.dry_run_rules)
         self._lock = threading.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._failed_fingerprint: Fingerprint | None = None
+        self._failed_fingerprint: Fingerprint | str | None = None
         self.reload_failures = 0
         self.reloads = 0
         self.last_reload_ok = True
@@ -183,10 +215,15 @@ class PolicyEngine:
             )
         self._policy = self._initial_load()
 
+    def _load(self) -> LoadedPolicy:
+        return load_policy(
+            self._dir, enforce_new_defaults=self._enforce_new_defaults, remote=self._remote
+        )
+
     def _initial_load(self, attempts: int = 3) -> LoadedPolicy:
         for _ in range(attempts):
             try:
-                return load_policy(self._dir, enforce_new_defaults=self._enforce_new_defaults)
+                return self._load()
             except ChangedWhileLoading:
                 continue  # being written right now; read it again
         raise PolicyLoadError([f"{self._dir}: the policy files kept changing while read"])
@@ -206,33 +243,61 @@ class PolicyEngine:
     # -- decisions ---------------------------------------------------------------------
 
     def decide(self, rule: str, target: Mapping[str, Any], credentials: Credentials) -> Verdict:
-        """Nova's ``context.can(rule, target)``, as a verdict instead of an exception."""
-        creds, roles = _policy_values(credentials)
-        return self._decide(self._policy, rule, target, creds, roles)
+        """Nova's ``context.can(rule, target)``, as a verdict instead of an exception.
 
-    def _decide(
+        Blocking when the rule reaches a remote check: on the event loop, use decide_async.
+        """
+        return self._decide_one(self._policy, rule, target, credentials)
+
+    def _subject(self, loaded: LoadedPolicy, credentials: Credentials) -> _Subject:
+        roles = credentials.policy_roles
+        creds = _nova_values(credentials)
+        try:
+            creds["is_admin"] = self._context_is_admin(loaded, credentials, creds, roles)
+        except Exception as exc:  # Nova cannot even build the request's context
+            log.error("policy check failed to evaluate", rule=CONTEXT_IS_ADMIN, error=str(exc))
+            return _Subject(creds, roles, str(exc))
+        return _Subject(creds, roles)
+
+    def _context_is_admin(
         self,
         loaded: LoadedPolicy,
-        rule: str,
-        target: Mapping[str, Any],
-        creds: MutableMapping[str, Any],
+        credentials: Credentials,
+        creds: dict[str, Any],
         roles: frozenset[str],
+    ) -> bool:
+        # nova.policy.check_is_admin, run while Nova builds the RequestContext: the rule
+        # on the caller's own project and user, is_admin still None in the credentials.
+        target = {"project_id": credentials.project_id, "user_id": credentials.user_id}
+        pred = loaded.predicates.get(CONTEXT_IS_ADMIN)
+        scopes = loaded.scope_types.get(CONTEXT_IS_ADMIN)
+        if pred is None or (scopes is not None and _token_scope(creds) not in scopes):
+            return False
+        if CONTEXT_IS_ADMIN in loaded.by_oslo:
+            creds = dict(creds)  # handed to oslo: a dict of its own, as enforce() builds
+        return bool(pred(target, creds, roles, CONTEXT_IS_ADMIN))
+
+    def _decide(
+        self, loaded: LoadedPolicy, rule: str, target: Mapping[str, Any], subject: _Subject
     ) -> Verdict:
         reason: Reason | None = None
         pred = loaded.predicates.get(rule) or loaded.default
         scopes = loaded.scope_types.get(rule)
-        if pred is None:
+        if subject.failure is not None:
+            reason = Reason.ERROR
+        elif pred is None:
             reason = Reason.UNKNOWN_RULE
-        elif scopes is not None and _token_scope(creds) not in scopes:
-            if self._enforce_scope:
-                reason = Reason.SCOPE
-            else:
-                log.warning(
-                    "policy scope mismatch not enforced", rule=rule, scope=_token_scope(creds)
-                )
-        if reason is None and pred is not None:
+        elif scopes is not None and _token_scope(subject.creds) not in scopes:
+            reason = Reason.SCOPE
+        else:
+            # Compiled checks only read the credentials; a check handed to oslo gets a
+            # dict of its own, as each enforce() builds one.
+            handed = rule in loaded.by_oslo or (
+                loaded.default_by_oslo and rule not in loaded.predicates
+            )
+            creds = dict(subject.creds) if handed else subject.creds
             try:
-                if not pred(target, creds, roles):
+                if not pred(target, creds, subject.roles, rule):
                     reason = Reason.POLICY
             except Exception as exc:  # fail closed, whatever a check raised
                 log.error("policy check failed to evaluate", rule=rule, error=str(exc))
@@ -256,16 +321,30 @@ class PolicyEngine:
         Rules with Target.CALLER see ``caller_target`` (default: ``target``). The deciding
         verdict is the first fatal denial (Nova stops there), else the first "would deny",
         else the last fatal allow. Response-view rules are reported but never decide.
+        Blocking when a rule reaches a remote check: on the event loop, use
+        decide_all_async.
         """
+        return self._decide_all(self._policy, tuple(rules), target, credentials, caller_target)
+
+    def _decide_all(
+        self,
+        loaded: LoadedPolicy,
+        rules: tuple[PolicyRule, ...],
+        target: Mapping[str, Any],
+        credentials: Credentials,
+        caller_target: Mapping[str, Any] | None,
+    ) -> Decision:
+        subject = self._subject(loaded, credentials)  # one RequestContext per request
         each = tuple(
             (
                 rule,
-                self.decide(
+                self._decide(
+                    loaded,
                     rule.name,
                     caller_target
                     if rule.target is Target.CALLER and caller_target is not None
                     else target,
-                    credentials,
+                    subject,
                 ),
             )
             for rule in rules
@@ -280,17 +359,59 @@ class PolicyEngine:
         return Decision(deciding, each)
 
     def is_admin(self, credentials: Credentials) -> bool:
-        """Nova's ``context.is_admin``: the ``context_is_admin`` rule with the caller's own
-        values as the target (as nova.policy.check_is_admin does). Never dry-run."""
-        creds, roles = _policy_values(credentials)
-        pred = self._policy.predicates.get("context_is_admin")
-        if pred is None:
-            return False
-        try:
-            return pred(creds, creds, roles)
-        except Exception as exc:
-            log.error("policy check failed to evaluate", rule="context_is_admin", error=str(exc))
-            return False
+        """Nova's ``context.is_admin``: the ``context_is_admin`` rule on the caller's own
+        project and user (nova.policy.check_is_admin). Never dry-run; False if it cannot
+        be evaluated (Nova then refuses the request; so do the gateway's decisions)."""
+        loaded = self._policy
+        return self._subject(loaded, credentials).creds["is_admin"] is True
+
+    # -- off the event loop --------------------------------------------------------------
+
+    async def decide_async(
+        self, rule: str, target: Mapping[str, Any], credentials: Credentials
+    ) -> Verdict:
+        """``decide`` without blocking the loop: inline unless a remote check is reached."""
+        loaded = self._policy
+        work = partial(self._decide_one, loaded, rule, target, credentials)
+        return work() if not loaded.blocks((rule,)) else await self._off_loop(work)
+
+    async def decide_all_async(
+        self,
+        rules: Iterable[PolicyRule],
+        target: Mapping[str, Any],
+        credentials: Credentials,
+        *,
+        caller_target: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        """``decide_all`` without blocking the loop: inline unless a remote check is reached."""
+        loaded = self._policy
+        listed = tuple(rules)
+        work = partial(self._decide_all, loaded, listed, target, credentials, caller_target)
+        blocks = loaded.blocks(rule.name for rule in listed)
+        return work() if not blocks else await self._off_loop(work)
+
+    async def is_admin_async(self, credentials: Credentials) -> bool:
+        """``is_admin`` without blocking the loop."""
+        work = partial(self.is_admin, credentials)
+        return work() if not self._policy.blocks(()) else await self._off_loop(work)
+
+    def _decide_one(
+        self,
+        loaded: LoadedPolicy,
+        rule: str,
+        target: Mapping[str, Any],
+        credentials: Credentials,
+    ) -> Verdict:
+        return self._decide(loaded, rule, target, self._subject(loaded, credentials))
+
+    async def _off_loop(self, work: Callable[[], T]) -> T:
+        # A pool of its own: a slow decision point must not starve the default executor
+        # (policy reloads, audit, DNS). Calls beyond its threads wait for one.
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(
+                max_workers=self._remote_threads, thread_name_prefix="policy-remote"
+            )
+        return await asyncio.get_running_loop().run_in_executor(self._pool, work)
 
     # -- reloading ---------------------------------------------------------------------
 
@@ -303,22 +424,28 @@ class PolicyEngine:
         """
         with self._lock:
             self._dry_run = frozenset(self._conf.policy.dry_run_rules)
-            fingerprint = policy_fingerprint(self._dir)
-            if fingerprint in (self._policy.fingerprint, self._failed_fingerprint):
-                return False
+            fingerprint: Fingerprint | str | None = None
             try:
-                loaded = load_policy(self._dir, enforce_new_defaults=self._enforce_new_defaults)
+                fingerprint = policy_fingerprint(self._dir)
+                if fingerprint in (self._policy.fingerprint, self._failed_fingerprint):
+                    return False
+                loaded = self._load()
             except ChangedWhileLoading:
                 return False  # not recorded: the next poll sees a new fingerprint
-            except PolicyLoadError as exc:
-                self._failed_fingerprint = fingerprint
+            except Exception as exc:  # any failure (RecursionError too) keeps the policy
+                problems = list(exc.problems) if isinstance(exc, PolicyLoadError) else [repr(exc)]
+                # Counted once per broken state of the files, not once per poll.
+                failed = fingerprint if fingerprint is not None else repr(exc)
+                if failed == self._failed_fingerprint:
+                    return False
+                self._failed_fingerprint = failed
                 self.reload_failures += 1
                 self.last_reload_ok = False
-                self.last_error = str(exc)
+                self.last_error = "; ".join(problems)
                 log.error(
                     "policy reload failed; keeping the last good policy",
                     policy_dir=str(self._dir),
-                    problems=list(exc.problems),
+                    problems=problems,
                     reload_failures=self.reload_failures,
                 )
                 return False
@@ -350,6 +477,10 @@ class PolicyEngine:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            # Remote checks still running end by their own timeout; nothing waits for them.
+            pool.shutdown(wait=False, cancel_futures=True)
 
     async def _watch(self) -> None:
         while True:

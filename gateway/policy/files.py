@@ -4,13 +4,15 @@ Owns the file list, its fingerprint and the check-string validation; it must nev
 call, nor let oslo.policy log an unparsable check string and quietly turn it into "deny".
 
 oslo.policy logs a check string it cannot parse and turns it into "deny"; the gateway
-refuses the whole file instead and keeps the last good policy.
+refuses the whole file instead and keeps the last good policy. Hostile files are bounded
+before oslo's recursive parser sees them: a file's size, and how deeply a check string nests.
 """
 
 from __future__ import annotations
 
 import ast
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,15 +23,27 @@ from oslo_policy import _checks, _parser, policy
 POLICY_FILE = "policy.yaml"
 POLICY_SUBDIR = "policy.d"
 
+# Bounds on what one policy may hold (README "Policy"). Nova's own rules nest 5 levels (8
+# with the deprecated defaults OR'd in) and evaluate at most 10 checks; oslo.policy itself
+# fails (raises) somewhere beyond ~340 levels, depending on the caller's stack, so the
+# depth bound keeps every accepted rule far inside what oslo evaluates as written.
+MAX_RULE_DEPTH = 100  # nested checks from a rule's root to a leaf, through rule: references
+MAX_RULE_CHECKS = 10_000  # checks one decision may evaluate, each rule: reference in full
+MAX_FILE_BYTES = 1 << 20  # one policy file
+# PyYAML scans nested flow collections ([ and {) in time quadratic in their depth, and
+# composes them recursively; a policy file needs three levels (the legacy list form).
+MAX_YAML_NESTING = 64
+
 Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 
 class PolicyLoadError(Exception):
     """The policy files cannot be used as they are; ``problems`` says where and why."""
 
-    def __init__(self, problems: Sequence[str]) -> None:
+    def __init__(self, problems: Sequence[str], rule: str | None = None) -> None:
         super().__init__("; ".join(problems))
         self.problems = tuple(problems)
+        self.rule = rule  # the one rule at fault, when there is one
 
 
 @dataclass(frozen=True)
@@ -67,16 +81,43 @@ def fingerprint(policy_dir: Path) -> Fingerprint:
 
 def read_policy_file(path: Path) -> PolicyFile:
     try:
-        data = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_FILE_BYTES + 1)
+        data = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         return PolicyFile(path, {}, f"cannot read: {exc}")
+    if len(raw) > MAX_FILE_BYTES:
+        return PolicyFile(path, {}, f"larger than {MAX_FILE_BYTES} bytes")
+    if _flow_nesting(data) > MAX_YAML_NESTING:
+        return PolicyFile(
+            path, {}, f"YAML error: collections nested more than {MAX_YAML_NESTING} deep"
+        )
     try:
         parsed = policy.parse_file_contents(data)
     except ValueError as exc:
         return PolicyFile(path, {}, f"YAML error: {exc}")
+    except RecursionError:  # PyYAML composes nested collections recursively
+        return PolicyFile(path, {}, "YAML error: collections nested too deeply")
     if not isinstance(parsed, dict) or not all(isinstance(key, str) for key in parsed):
         return PolicyFile(path, {}, "not a mapping of rule names to check strings")
     return PolicyFile(path, parsed)
+
+
+_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _flow_nesting(text: str) -> int:
+    """How deeply ``[`` and ``{`` nest, quotes and comments not understood: an upper bound
+    (an unclosed bracket in a comment counts too), taken before PyYAML scans the text."""
+    depth = deepest = 0
+    for found in _BRACKETS.finditer(text):
+        char = found.group()
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}" and depth:
+            depth -= 1
+    return deepest
 
 
 def _token_problems(token: str) -> list[str]:
@@ -115,9 +156,49 @@ class _AnyTarget(dict[str, int]):
         return 0
 
 
+def parser_nesting(text: str) -> int:
+    """An upper bound on how deeply oslo's parser (and the tree it builds) nests ``text``.
+
+    oslo's shift-reduce parser recurses once per pending reduction; what can be pending is
+    the ``not`` waiting for their operand and up to three items per open parenthesis. This
+    scan counts those, without recursion, so nothing unbounded reaches the parser.
+    """
+    pending_nots = [0]  # per open parenthesis level
+    deepest = 0
+    for raw in text.split():
+        token = raw
+        while token.startswith("("):
+            pending_nots.append(0)
+            token = token[1:]
+        closing = len(token) - len(token.rstrip(")"))
+        token = token[: len(token) - closing]
+        if token.lower() == "not":
+            pending_nots[-1] += 1
+        elif token and token.lower() not in ("and", "or"):
+            pending_nots[-1] = 0  # a check: the nots before it reduce onto it
+        deepest = max(deepest, sum(pending_nots) + 3 * len(pending_nots))
+        for _ in range(closing):
+            if len(pending_nots) > 1:
+                pending_nots.pop()
+            pending_nots[-1] = 0  # the group is a check of the enclosing level
+    return deepest
+
+
+# The scan counts three items per level of parentheses (the outermost included), where the
+# tree usually nests one or two: a few levels of slack. oslo.policy itself recurses over
+# the parsed tree (str(), ==) at load: the bound keeps that far from the stack's end.
+_PARSER_NESTING_LIMIT = MAX_RULE_DEPTH + 10
+
+
 def _text_problems(text: str) -> list[str]:
     problems: list[str] = []
+    if parser_nesting(text) > _PARSER_NESTING_LIMIT:
+        # Refused before oslo's recursive parser sees it.
+        return [f"nests 'not' and parentheses more than {MAX_RULE_DEPTH} levels deep"]
     tokens = text.split()
+    checks = sum(token.strip("()").lower() not in ("", "and", "or", "not") for token in tokens)
+    if checks > MAX_RULE_CHECKS:
+        return [f"holds more than {MAX_RULE_CHECKS} checks"]
     for raw in tokens:
         token = raw.lstrip("(")
         # Quoted tokens are string tokens to oslo's tokenizer, not checks.
@@ -149,6 +230,10 @@ def value_problems(value: Any) -> list[str]:
     if isinstance(value, list):
         # oslo's legacy list form: OR of ANDs of single checks, never tokenized.
         problems = []
+        # YAML aliases can repeat one list many times: count before walking them.
+        sizes = (len(inner) if isinstance(inner, list) else 1 for inner in value)
+        if sum(sizes) > MAX_RULE_CHECKS:
+            return [f"holds more than {MAX_RULE_CHECKS} checks"]
         for inner in value:
             items = [inner] if isinstance(inner, str) else inner
             if not isinstance(items, list) or not all(isinstance(i, str) for i in items):

@@ -1,7 +1,8 @@
 """Which of an action's catalogue rules apply to a call, and the target those rules see.
 
-Owns rules_for and build_target (pure functions of the call); it must never decide a rule,
-touch oslo.policy or credentials, nor do I/O: the pipeline and the CLI reuse them as-is.
+Owns rules_for, build_target and remote_target (pure functions of the call); it must never
+decide a rule, touch oslo.policy or credentials, nor do I/O: the pipeline and the CLI
+reuse them as-is.
 """
 
 from __future__ import annotations
@@ -106,3 +107,45 @@ def build_target(
                 value = value.upper()
             target[f"action.{field_name}"] = value
     return target
+
+
+# Body fields that hold secrets (the audit trail redacts the same): rebuild's and
+# changePassword's adminPass, rebuild's user_data, personality file contents.
+_SECRET_PARTS = ("password", "passwd", "secret", "token")
+_SECRET_NAMES = frozenset({"adminpass", "admin_pass", "user_data", "userdata", "contents"})
+WITHHELD = "***"
+_MAX_DEPTH = 32  # validated bodies nest a few levels; deeper values are not sent at all
+
+
+def _secret(name: str) -> bool:
+    lower = name.lower()
+    return lower in _SECRET_NAMES or any(part in lower for part in _SECRET_PARTS)
+
+
+def _withheld(value: Any, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        return WITHHELD
+    if isinstance(value, Mapping):
+        return {
+            key: WITHHELD if _secret(str(key)) else _withheld(item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_withheld(item, depth + 1) for item in value]
+    return value
+
+
+def remote_target(target: Mapping[str, Any]) -> dict[str, Any]:
+    """The target a check handed to oslo (an ``http:`` decision point) receives.
+
+    Nova's own targets never hold request bodies; the gateway's ``action.<field>`` keys
+    do, so secrets in them (adminPass, user_data, personality contents, any *password*,
+    *secret*, *token* key) are replaced by ``***``: they must not leave for a decision
+    point that may log what it is asked.
+    """
+    return {
+        key: WITHHELD
+        if key.startswith("action.") and _secret(key[len("action.") :])
+        else _withheld(value, 0)
+        for key, value in target.items()
+    }

@@ -229,7 +229,7 @@ class RateLimiter:
         matched = rules.matching(call.method, path, call.action_key)
         if not matched and not (shows_limits and rules.rules):
             return
-        if self._exempt(credentials):
+        if await self._exempt(credentials):
             call.rate_limit = "exempt"
             return
         counted = [
@@ -334,10 +334,10 @@ class RateLimiter:
             return list(await asyncio.gather(*(operation() for operation in operations)))
         return [await operation() for operation in operations]
 
-    def _exempt(self, credentials: Credentials) -> bool:
+    async def _exempt(self, credentials: Credentials) -> bool:
         target = {"project_id": credentials.project_id, "user_id": credentials.user_id}
         # Only a plain allow exempts: a dry-run "would deny" must not lift the limits.
-        verdict = self._policy.decide(RATE_LIMIT_EXEMPT, target, credentials)
+        verdict = await self._policy.decide_async(RATE_LIMIT_EXEMPT, target, credentials)
         return verdict.outcome is Outcome.ALLOWED
 
     def _storage_down(self, call: Call) -> None:

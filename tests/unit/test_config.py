@@ -80,6 +80,8 @@ def test_every_option_has_help() -> None:
         ("[gateway]\nworkers = -1\n", "workers"),
         ("[gateway]\ntrusted_proxies = 10.0.0.0/8, not-an-ip\n", "trusted_proxies"),
         ("[limits]\nmax_request_body_size = -5\n", "max_request_body_size"),
+        ("[policy]\nenforce_scope = false\n", "enforce_scope"),
+        ("[policy]\nremote_content_type = text/xml\n", "remote_content_type"),
     ],
 )
 def test_invalid_configuration_names_the_option(tmp_path: Path, text: str, named: str) -> None:

@@ -166,6 +166,9 @@ async def test_valid_token_becomes_credentials_and_is_cached(lab: Lab) -> None:
     assert credentials.user_id == "u-alice"
     assert credentials.project_id == "p1"
     assert credentials.roles == {"member", "reader"}  # lower-cased
+    # Nova's creds['roles'] are X-Roles as keystonemiddleware joins the token's names.
+    assert credentials.role_names == ("Member", "reader")
+    assert credentials.policy_credentials()["roles"] == ["Member", "reader"]
     assert credentials.user_domain_id == credentials.project_domain_id == "default"
     assert credentials.is_admin_project is True
     assert credentials.mode == "keystone"

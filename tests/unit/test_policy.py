@@ -30,6 +30,7 @@ from gateway.policy.engine import (
     load_policy,
     rules_for,
 )
+from tests.support import nova_policy
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "policies" / "policy.d" / "site-examples.yaml"
@@ -141,11 +142,11 @@ def test_scope_mismatch_is_denied_with_reason(engine: PolicyEngine) -> None:
         assert verdict.reason is Reason.SCOPE
 
 
-def test_scope_not_enforced_when_configured(engine_at: Callable[..., PolicyEngine]) -> None:
-    lax = engine_at(enforce_scope=False)
-    assert lax.decide(PAUSE, TARGET, SYSTEM_ADMIN).allowed  # role:admin matches
-    roleless = Credentials("s", None, frozenset(), system_scope="all")
-    assert not lax.decide(PAUSE, TARGET, roleless).allowed
+def test_scope_is_always_enforced(engine_at: Callable[..., PolicyEngine]) -> None:
+    # oslo.policy 6 (Nova 34) has no enforce_scope: a mode the gateway cannot offer.
+    with pytest.raises(config.ConfigError, match="enforce_scope"):
+        engine_at(enforce_scope=False)
+    assert not engine_at(enforce_scope=True).decide(PAUSE, TARGET, SYSTEM_ADMIN).allowed
 
 
 def test_verdict_has_no_truth_value(engine: PolicyEngine) -> None:
@@ -690,32 +691,58 @@ def test_example_lock_needs_reason(
 # -- the compiled rules decide exactly as oslo.policy does -------------------------------
 
 
-def _oslo_allows(engine: PolicyEngine, rule: str, target: Any, creds: Credentials) -> bool:
-    return bool(engine.loaded.enforcer.enforce(rule, target, creds.policy_credentials()))
+def _environ(creds: Credentials) -> dict[str, str]:
+    """The headers keystonemiddleware would hand Nova for this caller."""
+    environ = {
+        "HTTP_X_USER_ID": creds.user_id,
+        "HTTP_X_ROLES": ",".join(sorted(creds.roles)),
+        "HTTP_X_IS_ADMIN_PROJECT": str(creds.is_admin_project),
+    }
+    for header, value in (
+        ("HTTP_X_PROJECT_ID", creds.project_id),
+        ("HTTP_X_DOMAIN_ID", creds.domain_id),
+        ("HTTP_OPENSTACK_SYSTEM_SCOPE", creds.system_scope),
+    ):
+        if value is not None:
+            environ[header] = value
+    return environ
+
+
+@pytest.fixture(scope="module")
+def nova_rules(shared_dir: Path) -> list[oslo.RuleDefault]:
+    return nova_policy.nova_defaults(shared_dir)
 
 
 @pytest.mark.parametrize("new_defaults", [True, False])
-def test_defaults_decide_as_oslo(tmp_path: Path, new_defaults: bool) -> None:
+def test_defaults_decide_as_nova(
+    tmp_path: Path, new_defaults: bool, nova_rules: list[oslo.RuleDefault]
+) -> None:
     engine = PolicyEngine(make_conf(tmp_path, enforce_new_defaults=new_defaults))
+    nova = nova_policy.nova_enforcer(tmp_path, nova_rules, enforce_new_defaults=new_defaults)
     targets = [TARGET, {"project_id": "p2"}, {"project_id": "p-admin"}, {}]
     for rule in DEFAULTS:
         for creds in PERSONAS.values():
             for target in targets:
                 ours = engine.decide(rule.name, target, creds).allowed
-                assert ours is _oslo_allows(engine, rule.name, target, creds), (rule.name, creds)
+                theirs = nova_policy.nova_decides(nova, _environ(creds), rule.name, target)
+                assert ours is (theirs == nova_policy.ALLOW), (rule.name, creds, theirs)
 
 
-def test_site_rules_decide_as_oslo(tmp_path: Path) -> None:
+def test_site_rules_decide_as_nova(tmp_path: Path, nova_rules: list[oslo.RuleDefault]) -> None:
     write(tmp_path / "policy.d" / "site.yaml", "".join(_example_blocks().values()))
     engine = PolicyEngine(make_conf(tmp_path))
+    nova = nova_policy.nova_enforcer(tmp_path, nova_rules)
+    nova_names = {rule.name for rule in nova_rules}
     for key in ("reboot", "resize", "rescue", "lock"):
         for body in (None, {"type": "HARD"}, {"flavorRef": 6}, {"locked_reason": "r"}):
             for project in ("p1", "prod-project-id"):
                 target = build_target(BY_KEY[key], body, v("2.73"), project_id=project, user_id="u")
                 for rule in engine.loaded.enforcer.file_rules:
+                    assert rule in nova_names
                     for creds in PERSONAS.values():
                         ours = engine.decide(rule, target, creds).allowed
-                        assert ours is _oslo_allows(engine, rule, target, creds), rule
+                        theirs = nova_policy.nova_decides(nova, _environ(creds), rule, target)
+                        assert ours is (theirs == nova_policy.ALLOW), rule
 
 
 _KEYS = st.sampled_from(["project_id", "server.status", "action.type", "missing"])
@@ -724,7 +751,9 @@ _WORDS = st.sampled_from(["p1", "p2", "ACTIVE", "HARD", "True", "None", "admin",
 
 def _leaf() -> st.SearchStrategy[str]:
     return st.one_of(
-        st.sampled_from(["@", "!", "rule:r0", "rule:r1", "rule:undefined", "is_admin:True"]),
+        st.sampled_from(
+            ["@", "!", "rule:r0", "rule:r1", "rule:undefined", "is_admin:True", "is_admin:1"]
+        ),
         st.builds("role:{}".format, _WORDS),
         st.builds("role:%({})s".format, _KEYS),
         st.builds("'{}':%({})s".format, _WORDS, _KEYS),
@@ -750,8 +779,9 @@ _CREDS = st.fixed_dictionaries(
     {
         "roles": st.lists(st.sampled_from(["admin", "Member", "reader", "HARD"]), max_size=3),
         "project_id": _WORDS,
+        # Nova's credentials always hold is_admin (None while context_is_admin is checked).
+        "is_admin": st.sampled_from([True, False, None]),
     },
-    optional={"is_admin": st.booleans()},
 )
 
 
@@ -778,7 +808,7 @@ def test_compiled_equals_oslo(
     assert pred is not None
     roles = frozenset(role.lower() for role in creds["roles"])
     expected = bool(enforcer.enforce("top", target, dict(creds)))
-    assert pred(target, dict(creds), roles) is expected, texts
+    assert pred(target, dict(creds), roles, "top") is expected, texts
 
 
 def test_load_policy_reports_every_problem(tmp_path: Path) -> None:

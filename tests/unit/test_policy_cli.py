@@ -186,6 +186,29 @@ def test_check_broken_policy_is_a_usage_error(tmp_path: Path) -> None:
     assert code == 2
 
 
+def test_check_refuses_a_mode_nova_cannot_run(
+    empty_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    conf = tmp_path / "gateway.conf"
+    conf.write_text(f"[policy]\npolicy_dir = {empty_dir}\nenforce_scope = false\n")
+    for command in ("check", "lint"):
+        extra = ["--action", "pause"] if command == "check" else []
+        assert run(command, "--config-file", str(conf), *extra)[0] == 2
+        assert "enforce_scope: false is not supported" in capsys.readouterr().err
+
+
+def test_check_is_admin_and_role_spelling(tmp_path: Path) -> None:
+    site(
+        tmp_path,
+        '"os_compute_api:os-pause-server:pause": "roles:Member and not is_admin:True"',
+    )
+    base = ("check", "--policy-dir", str(tmp_path), "--project", "p1", "--action", "pause")
+    assert run(*base, "--roles", "Member")[0] == 0
+    assert run(*base, "--roles", "member")[0] == 1  # a generic check compares as written
+    code, out = run(*base, "--roles", "Member,admin")
+    assert code == 1 and "context_is_admin: yes" in out
+
+
 # -- lint ------------------------------------------------------------------------------
 
 
@@ -222,6 +245,11 @@ def test_lint_uncommented_examples_are_clean(tmp_path: Path) -> None:
         ('"os_compute_api:os-pause-server:pause": "\'ACTIVE\':%(server.state)s"', "never set"),
         ('"os_compute_api:os-pause-server:pause": [unclosed', "YAML error"),
         ('"a": "rule:b"\n"b": "rule:a"', "cycle"),
+        (
+            '"os_compute_api:os-pause-server:pause": "role:admin or rule:os_compute_api:'
+            'os-keypairs:index"',
+            "rule:os_compute_api:os-keypairs:index is Nova's rule of an API the gateway",
+        ),
     ],
 )
 def test_lint_errors(tmp_path: Path, text: str, message: str) -> None:
