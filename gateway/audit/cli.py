@@ -1,7 +1,8 @@
-"""``nova-gateway audit verify|replay``: check a trail's seals, re-decide it under a new policy.
+"""``nova-gateway audit verify|query|replay``: check a trail, ask it questions, re-decide it.
 
 Owns the operator-facing audit commands and their output; it must never change an audit
-file, nor hold decision logic of its own (it asks gateway.policy.engine and gateway.audit.chain).
+file, nor hold decision logic of its own (it asks gateway.policy.engine, gateway.audit.chain,
+gateway.audit.ledger and gateway.audit.query).
 """
 
 from __future__ import annotations
@@ -17,9 +18,21 @@ from typing import Any, TextIO
 from oslo_config import cfg
 
 from gateway import config, logs
-from gateway.audit.cadf import gateway_record
-from gateway.audit.chain import KeyFileError, load_key, read_files, verify
-from gateway.audit.sinks import FILE_SUFFIX
+from gateway.audit.chain import KeyFileError, load_key
+from gateway.audit.ledger import CheckedTrail, Ledger, check_trail, expand
+from gateway.audit.query import (
+    FORMATS,
+    Filters,
+    QueryError,
+    parse_moment,
+    rows,
+    summary,
+    write_csv,
+    write_jsonl,
+    write_table,
+)
+from gateway.audit.records import DECIDING_EVENTS, DECISION, gateway_record
+from gateway.audit.witness import Witness, WitnessError, build_witnesses
 from gateway.identity.credentials import Credentials
 from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, ActionSpec, PolicyRule, Target
 from gateway.nova.microversion import DEFAULT_VERSION
@@ -36,49 +49,161 @@ ACTIONS_BY_KEY: Mapping[str, ActionSpec] = {
 }
 
 
-def expand(paths: Iterable[str]) -> list[Path]:
-    """Files as given; a directory stands for its audit files in name (= written) order."""
-    files: list[Path] = []
-    for name in paths:
-        path = Path(name)
-        files.extend(sorted(path.glob(f"*{FILE_SUFFIX}")) if path.is_dir() else [path])
-    return files
-
-
 # --------------------------------------------------------------------------------------
 # verify
 
 
-def _verify(args: argparse.Namespace, out: TextIO) -> int:
-    key_file = args.key_file or _conf(args).audit.hmac_key_file
+def _key(args: argparse.Namespace, conf: cfg.ConfigOpts) -> bytes | None:
+    """The HMAC key from --key-file or the configuration; None (said on stderr) if neither."""
+    key_file = args.key_file or conf.audit.hmac_key_file
     if not key_file:
         print(
             "no key: give --key-file, or --config-file with [audit] hmac_key_file", file=sys.stderr
         )
-        return EXIT_USAGE
+        return None
+    return load_key(key_file)
+
+
+def _witnesses(args: argparse.Namespace, conf: cfg.ConfigOpts) -> list[Witness]:
+    """--witness-dir / --witness-redis, else the [audit] witness of --config-file."""
+    if args.witness_dir or args.witness_redis:
+        prefix = args.witness_prefix or conf.audit.witness_key_prefix
+        return build_witnesses(args.witness_dir, args.witness_redis, prefix)
+    if args.config_file:
+        group = conf.audit
+        return build_witnesses(
+            group.witness_directory, group.witness_redis_url, group.witness_key_prefix
+        )
+    return []
+
+
+def _verify(args: argparse.Namespace, out: TextIO) -> int:
+    conf = _conf(args)
     try:
-        key = load_key(key_file)
-        reports = verify(read_files(expand(args.files), key), partial=args.partial)
-    except (KeyFileError, OSError) as exc:
+        key = _key(args, conf)
+        if key is None:
+            return EXIT_USAGE
+        # Only write-ahead decisions are kept (slim), to pair them with their outcomes.
+        ledger = Ledger(keep=lambda record: record.get("event") == DECISION, slim=True)
+        checked = check_trail(
+            expand(args.files), key, _witnesses(args, conf), ledger=ledger, partial=args.partial
+        )
+    except (KeyFileError, OSError, WitnessError) as exc:
         print(f"cannot verify: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if not reports:
+    if not checked.reports:
         print("no records found", file=out)
         return EXIT_FOUND
     failed = False
-    for report in reports:
-        files = len(report.files)
-        if report.problem is not None:
+    for report in checked.reports:
+        judgement = checked.judgements[report.chain]
+        problem = report.problem or judgement.problem
+        if problem is not None:
             failed = True
-            print(f"FAIL {report.chain}: {report.problem}", file=out)
+            print(f"FAIL {report.chain}: {problem}", file=out)
             continue
-        state = "closed" if report.closed else "open (still running, or its tail was cut)"
         print(
             f"OK   {report.chain}: seq {report.first_seq}..{report.last_seq}, "
-            f"{report.records} records in {files} file(s), {state}",
+            f"{report.records} records in {len(report.files)} file(s), {judgement.state}",
             file=out,
         )
+    for rejected in checked.rejected_heads:
+        failed = True
+        print(f"FAIL witness {rejected}", file=out)
+    for head in checked.absent:
+        print(
+            f"ABSENT {head.chain}: witnessed up to seq {head.seq} at {head.time}, "
+            "but no file read holds this chain (its files are elsewhere, or gone)",
+            file=out,
+        )
+    _print_calls(checked, out)
     return EXIT_FOUND if failed else EXIT_OK
+
+
+def _print_calls(checked: CheckedTrail, out: TextIO) -> None:
+    """Write-ahead decisions paired with their outcomes; the unfinished ones by name."""
+    calls = list(checked.ledger.calls.values())
+    orphans = checked.ledger.orphans
+    if not calls and not orphans:
+        return
+    unfinished = [call for call in calls if call.unfinished]
+    executions = sum(len(call.executions) for call in calls)
+    print(
+        f"decisions: {len(calls)} written ahead, {len(calls) - len(unfinished)} with their "
+        f"outcome, {len(unfinished)} unfinished; {executions} execution record(s)",
+        file=out,
+    )
+    for call in unfinished:
+        record = call.deciding
+        request = record.get("request") or {}
+        print(
+            f"UNFINISHED {record.get('time')} {call.request_id} {request.get('method')} "
+            f"{request.get('path')} ({call.where}): no outcome; the gateway stopped between "
+            "storing this decision and recording the answer (Nova may have run it)",
+            file=out,
+        )
+    for where, event in orphans:
+        print(
+            f"NOTE {where}: a{'n' if event[0] in 'aeiou' else ''} {event} record whose "
+            "decision is not in the files read",
+            file=out,
+        )
+
+
+# --------------------------------------------------------------------------------------
+# query
+
+
+def _query(args: argparse.Namespace, out: TextIO) -> int:
+    conf = _conf(args)
+    try:
+        filters = Filters(
+            since=parse_moment(args.since) if args.since else None,
+            until=parse_moment(args.until) if args.until else None,
+            project=args.project,
+            user=args.user,
+            server=args.server,
+            action=args.action,
+            decision=args.decision,
+            status=args.status,
+            request_id=args.request_id,
+            actions_only=args.actions_only,
+        )
+    except QueryError as exc:
+        print(f"invalid query: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        if args.no_verify:
+            key, witnesses = b"-", []
+        else:
+            maybe_key = _key(args, conf)
+            if maybe_key is None:
+                return EXIT_USAGE
+            key, witnesses = maybe_key, _witnesses(args, conf)
+        checked = check_trail(
+            expand(args.files),
+            key,
+            witnesses,
+            ledger=Ledger(keep=filters.keep_deciding),
+            partial=True,  # a time range may start after seq 1: missing starts are not asked
+        )
+    except (KeyFileError, OSError, WitnessError) as exc:
+        print(f"cannot query: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    found = rows(checked, filters, verified=not args.no_verify)
+    if args.format == "jsonl":
+        write_jsonl(found, out)
+    elif args.format == "csv":
+        write_csv(found, out)
+    else:
+        write_table(found, out)
+    footer = summary(checked, len(found), verified=not args.no_verify)
+    where = out if args.format == "table" else sys.stderr
+    if args.format == "table":
+        print("", file=where)
+    for line in footer:
+        print(line, file=where)
+    return EXIT_FOUND if checked.failed or checked.rejected_heads else EXIT_OK
 
 
 # --------------------------------------------------------------------------------------
@@ -173,7 +298,7 @@ def redecide(record: Mapping[str, Any], engine: PolicyEngine) -> Replayed | None
 
 
 def read_records(files: Iterable[Path]) -> Iterator[Mapping[str, Any]]:
-    """Gateway request records from JSON or CADF audit files; other lines are skipped."""
+    """Deciding records (request, decision) from JSON or CADF audit files; others skipped."""
     for path in files:
         with path.open(encoding="utf-8", errors="replace") as handle:
             for number, line in enumerate(handle, start=1):
@@ -184,7 +309,7 @@ def read_records(files: Iterable[Path]) -> Iterator[Mapping[str, Any]]:
                     continue
                 if isinstance(document, dict):
                     record = gateway_record(document)
-                    if record.get("event") == "request":
+                    if record.get("event") in DECIDING_EVENTS:
                         yield record
 
 
@@ -261,22 +386,58 @@ def _conf(args: argparse.Namespace) -> cfg.ConfigOpts:
     return conf
 
 
+def _witness_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--witness-dir", help="the [audit] witness_directory the gateway published heads to"
+    )
+    parser.add_argument(
+        "--witness-redis", help="the [audit] witness_redis_url the gateway published heads to"
+    )
+    parser.add_argument(
+        "--witness-prefix", help="the [audit] witness_key_prefix (default as configured)"
+    )
+
+
 def _argument_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nova-gateway audit", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     check = commands.add_parser(
         "verify",
-        help="check seals and links; name the first altered, deleted, inserted or "
-        "reordered record (exit 1)",
+        help="check seals and links; name the first altered, deleted, inserted, reordered "
+        "or (with a witness) truncated record (exit 1); list decisions without an outcome",
     )
     check.add_argument("--key-file", help="the HMAC key file the gateway sealed with")
-    check.add_argument("--config-file", help="gateway config file; its [audit] hmac_key_file")
+    check.add_argument("--config-file", help="gateway config file; its [audit] key and witness")
     check.add_argument(
         "--partial",
         action="store_true",
         help="accept chains that start after seq 1 (older files archived or not given)",
     )
+    _witness_arguments(check)
     check.add_argument("files", nargs="+", help="audit files in written order, or directories")
+    query = commands.add_parser(
+        "query",
+        help="the calls that match the filters, with their outcome and execution, as a "
+        "table, JSON lines or CSV; the seals of everything read are verified",
+    )
+    query.add_argument("--key-file", help="the HMAC key file the gateway sealed with")
+    query.add_argument("--config-file", help="gateway config file; its [audit] key and witness")
+    query.add_argument("--no-verify", action="store_true", help="do not check seals (no key)")
+    _witness_arguments(query)
+    query.add_argument("--since", help="from this time on: today, yesterday, 2h, 7d, ISO 8601")
+    query.add_argument("--until", help="before this time (same forms)")
+    query.add_argument("--project", help="the caller's project (id or name)")
+    query.add_argument("--user", help="the caller (id or name)")
+    query.add_argument("--server", help="the server's id (or its first 8+ characters)")
+    query.add_argument("--action", help="the action key: pause, os-stop, reboot, delete, ...")
+    query.add_argument("--actions-only", action="store_true", help="only calls that name an action")
+    query.add_argument("--decision", choices=("allow", "deny", "error", "would_deny"))
+    query.add_argument("--status", help="the answered status (403) or a class (4xx)")
+    query.add_argument(
+        "--request-id", help="the gateway's, the client's global or Nova's request id (8+ chars)"
+    )
+    query.add_argument("--format", choices=FORMATS, default="table")
+    query.add_argument("files", nargs="+", help="audit files (JSON or CADF), or directories")
     replay = commands.add_parser(
         "replay", help="re-decide recorded requests under a candidate policy; print changes"
     )
@@ -289,7 +450,7 @@ def _argument_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str], out: TextIO | None = None) -> int:
-    """verify: 0 intact, 1 tampered; replay: 0 no change, 1 changes; 2 usage or load error."""
+    """verify, query: 0 intact, 1 tampering found; replay: 0 no change, 1 changes; 2 usage."""
     out = out or sys.stdout
     logs.configure("WARNING")  # log lines to stderr, so stdout holds only the answer
     try:
@@ -299,6 +460,8 @@ def main(argv: Sequence[str], out: TextIO | None = None) -> int:
     try:
         if args.command == "verify":
             return _verify(args, out)
+        if args.command == "query":
+            return _query(args, out)
         return _replay(args, out)
     except cfg.Error as exc:
         print(f"invalid configuration: {exc}", file=sys.stderr)

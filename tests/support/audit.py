@@ -118,12 +118,21 @@ def read_records(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in read_lines(directory)]
 
 
+DECIDING = ("request", "decision")  # the records that hold a call's whole decision
+
+
 def requests_by_global_id(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The deciding records (request, or a write-ahead decision) by global request id."""
     by_id: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        if record.get("event") == "request":
+        if record.get("event") in DECIDING:
             by_id.setdefault(str(record.get("global_request_id")), []).append(record)
     return by_id
+
+
+def outcomes_of(records: list[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
+    """The outcome records that follow the decision with this (gateway) request id."""
+    return [r for r in records if r.get("event") == "outcome" and r["request_id"] == request_id]
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
