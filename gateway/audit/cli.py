@@ -186,6 +186,7 @@ def _query(args: argparse.Namespace, out: TextIO) -> int:
             witnesses,
             ledger=Ledger(keep=filters.keep_deciding),
             partial=True,  # a time range may start after seq 1: missing starts are not asked
+            check=not args.no_verify,
         )
     except (KeyFileError, OSError, WitnessError) as exc:
         print(f"cannot query: {exc}", file=sys.stderr)

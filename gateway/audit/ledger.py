@@ -220,14 +220,16 @@ def check_trail(
     *,
     ledger: Ledger | None = None,
     partial: bool = False,
+    check: bool = True,
 ) -> CheckedTrail:
-    """Read ``files`` once: join calls into ``ledger``, verify every chain, judge the heads."""
+    """Read ``files`` once: join calls into ``ledger``, verify every chain, judge the heads
+    (``check`` False: join only, nothing verified)."""
     ledger = ledger if ledger is not None else Ledger()
     entries: list[Entry] = []
     for entry, record in read_trail(files, key):
         entries.append(entry)
         ledger.add(entry, record)
-    reports = verify(entries, partial=partial)
+    reports = verify(entries, partial=partial) if check else []
     heads, rejected = read_heads(witnesses, key) if witnesses else ({}, [])
     judgements = {}
     for report in reports:

@@ -349,12 +349,13 @@ class SinkWorker:
     def _failed(self, exc: BaseException) -> None:
         self.failures += 1
         self.last_error = str(exc)
+        was_healthy, self.healthy = self.healthy, False  # before anyone waiting hears of it
         # Whoever waits for a record of this batch hears now, not at its deadline; the
         # record stays in the batch and is written once the sink recovers.
         settle(self._batch_waiters, SinkError(f"audit sink {self.sink.name} failed: {exc}"))
         self._batch_waiters = [None] * len(self._batch_waiters)
         now = time.monotonic()
-        if self.healthy or now - self._last_alert >= ALERT_EVERY_SECONDS:
+        if was_healthy or now - self._last_alert >= ALERT_EVERY_SECONDS:
             self._last_alert = now
             log.error(
                 "audit_sink_failed",
@@ -363,7 +364,6 @@ class SinkWorker:
                 pending=self.depth(),
                 failures=self.failures,
             )
-        self.healthy = False
 
     def _close_sink(self) -> None:
         try:
