@@ -6,15 +6,15 @@ did not declare itself, and it brings a broker it stopped back up before returni
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -108,20 +108,26 @@ def rabbitmqctl() -> str | None:
     return shutil.which("rabbitmqctl")
 
 
-@contextlib.contextmanager
-def broker_stopped() -> Iterator[None]:
+@contextlib.asynccontextmanager
+async def broker_stopped() -> AsyncIterator[None]:
     """``rabbitmqctl stop_app`` now, ``start_app`` on leaving (also on error): the broker is
     shared, so the caller keeps the outage to a few seconds."""
-    command = rabbitmqctl()
-    assert command is not None
-    subprocess.run([command, "stop_app"], check=True, capture_output=True, timeout=BROKER_TIMEOUT)
+    await _rabbitmqctl("stop_app")
     try:
         yield
     finally:
-        subprocess.run(
-            [command, "start_app"], check=True, capture_output=True, timeout=BROKER_TIMEOUT
-        )
-        wait_for_broker()
+        await _rabbitmqctl("start_app")
+        await asyncio.to_thread(wait_for_broker)
+
+
+async def _rabbitmqctl(command: str) -> None:
+    executable = rabbitmqctl()
+    assert executable is not None
+    process = await asyncio.create_subprocess_exec(
+        executable, command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), BROKER_TIMEOUT)
+    assert process.returncode == 0, f"rabbitmqctl {command}: {output.decode(errors='replace')}"
 
 
 def wait_for_broker(timeout: float = BROKER_TIMEOUT) -> None:
