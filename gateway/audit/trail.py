@@ -158,6 +158,7 @@ class AuditTrail:
             "refused": self.refused,
             "write_ahead_failed": self.write_ahead_failed,
             "executions": self.executions,
+            "batches": min((worker.batches for worker in self.workers), default=0),
         }
 
     def start(self) -> None:

@@ -141,6 +141,7 @@ class SinkWorker:
         self.healthy = True
         self.failures = 0
         self.written = 0
+        self.batches = 0  # successful writes: written / batches is the group-commit factor
         self.last_error: str | None = None
         self._last_alert = 0.0
         # The last record stored, and the last head the witnesses took.
@@ -267,6 +268,7 @@ class SinkWorker:
                 self._failed(exc)
                 return False
             self._stored(len(self._batch))
+            self.batches += 1
             if not self.healthy:
                 log.warning("audit_sink_recovered", sink=self.sink.name, failures=self.failures)
             self.healthy = True
