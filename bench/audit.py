@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import secrets
 import statistics
 import tempfile
@@ -154,6 +155,7 @@ async def bench_audit(
                 "",
             ]
         call = await captured_lock_call(upstream, ids)
+        lines += await write_ahead_cycles(call, Path(scratch), key_file, settings)
         lines += await audit_per_record(call, Path(scratch), key_file, settings)
     return lines, raw
 
@@ -184,6 +186,74 @@ def _trail(fsync: str, directory: Path, key_file: Path) -> Any:
     trail = AuditTrail([worker], instance, Redactor())
     trail.start()
     return trail
+
+
+async def write_ahead_cycles(
+    call: Any, scratch: Path, key_file: Path, settings: Settings
+) -> list[str]:
+    """The trail alone, per call: a record after the answer (``observe``) against write-ahead
+    (``write_ahead`` then ``observe``: decision, then outcome), from 1 and CLIENTS tasks.
+
+    Fewer moving parts than the pipeline comparison (no HTTP, no upstream): the difference
+    is the write-ahead's own, CPU split between the event loop and the writer thread.
+    """
+    lines = [
+        f"Write-ahead on the trail alone: {settings.block * 2} calls of the captured `lock` "
+        f"per repeat, median of {settings.repeat} repeats, from 1 task and from {CLIENTS}; "
+        "CPU per call on the event loop and in the writer thread; wall per call (one task: "
+        "the latency write-ahead adds before forwarding, plus the outcome).",
+        "",
+        "| fsync | how | tasks | loop CPU µs/call | writer CPU µs/call | total CPU µs/call "
+        "| wall µs/call | records per write |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    count = settings.block * 2
+    for index, fsync in enumerate(("interval", "every-record")):
+        trail = _trail(fsync, scratch / f"cycles-{index}", key_file)
+        worker = trail.workers[0]
+        try:
+            for how, tasks in (
+                ("after the answer", 1),
+                ("write-ahead", 1),
+                ("write-ahead", CLIENTS),
+            ):
+                loop_cpu, writer_cpu, wall, per_write = [], [], [], []
+                for repeat in range(settings.repeat):
+                    written, batches = worker.written, worker.batches
+                    start, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
+                    await _cycles(trail, call, count, tasks, how == "write-ahead", repeat)
+                    deadline = time.perf_counter() + 60
+                    while trail.depth() > 0 and time.perf_counter() < deadline:
+                        await asyncio.sleep(0.0005)
+                    main = time.thread_time() - main
+                    loop_cpu.append(main / count * 1e6)
+                    writer_cpu.append((time.process_time() - cpu - main) / count * 1e6)
+                    wall.append((time.perf_counter() - start) / count * 1e6)
+                    per_write.append((worker.written - written) / max(1, worker.batches - batches))
+                loop, writer = statistics.median(loop_cpu), statistics.median(writer_cpu)
+                lines.append(
+                    f"| {fsync} | {how} | {tasks} | {loop:.0f} | {writer:.0f} "
+                    f"| {loop + writer:.0f} | {statistics.median(wall):.0f} "
+                    f"| {statistics.median(per_write):.1f} |"
+                )
+        finally:
+            await trail.close()
+    return [*lines, ""]
+
+
+async def _cycles(
+    trail: Any, call: Any, count: int, tasks: int, write_ahead: bool, repeat: int
+) -> None:
+    turns = iter(range(count))
+
+    async def task() -> None:
+        for number in turns:  # a Call of its own each (the same in both columns)
+            own = dataclasses.replace(call, request_id=f"req-bench-{repeat}-{number}")
+            if write_ahead:
+                await trail.write_ahead(own)
+            trail.observe(own)
+
+    await asyncio.gather(*(task() for _ in range(tasks)))
 
 
 async def audit_per_record(

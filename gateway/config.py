@@ -663,6 +663,14 @@ def _validate_audit(conf: cfg.ConfigOpts) -> None:
     # The key file's contents are checked by the audit trail at start-up (cli.py).
     if "messaging" in group.sinks and not group.messaging_transport_url:
         raise ConfigError("[audit] messaging_transport_url: required with the messaging sink")
+    witness = group.witness_directory
+    if witness and os.path.abspath(os.path.expanduser(witness)) == os.path.abspath(
+        os.path.expanduser(group.file_directory)
+    ):
+        # A head kept beside the files it vouches for goes wherever they go.
+        raise ConfigError(
+            "[audit] witness_directory: must not be file_directory (use another disk or mount)"
+        )
 
 
 def worker_count(conf: cfg.ConfigOpts) -> int:

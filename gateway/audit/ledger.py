@@ -116,8 +116,9 @@ class CallTrail:
 class Ledger:
     """Calls joined by request id while the trail is read; ``keep`` filters what stays.
 
-    ``keep`` is asked once per deciding record; calls it refuses are forgotten (only
-    their id is kept, so their later records are not taken for orphans).
+    ``keep`` is asked once per deciding record; calls it refuses are forgotten, and their
+    later records then count as orphans (which only a ledger that keeps every decision,
+    as verify's, can judge).
     """
 
     keep: Callable[[Mapping[str, Any]], bool] | None = None
@@ -125,7 +126,6 @@ class Ledger:
     calls: dict[str, CallTrail] = field(default_factory=dict)
     orphans: list[tuple[Where, str]] = field(default_factory=list)  # (where, event)
     records: int = 0
-    _skipped: set[str] = field(default_factory=set)
 
     def add(self, entry: Entry, record: Mapping[str, Any] | None) -> None:
         if record is None:
@@ -137,13 +137,12 @@ class Ledger:
         if event in DECIDING_EVENTS:
             self.records += 1
             if self.keep is not None and not self.keep(record):
-                self._skipped.add(request_id)
                 return
             call = CallTrail(request_id, _slim(record) if self.slim else record, entry.where)
             call.note(entry)
             self.calls[request_id] = call
             return
-        if event not in (OUTCOME, EXECUTION) or request_id in self._skipped:
+        if event not in (OUTCOME, EXECUTION):
             return
         found = self.calls.get(request_id)
         if found is None:
@@ -208,9 +207,8 @@ class CheckedTrail:
                 problems.append((report.chain, problem))
         return problems
 
-    def intact(self, chains: Iterable[str]) -> bool:
-        bad = {chain for chain, _ in self.failed}
-        return not bad.intersection(chains)
+    def failed_chains(self) -> set[str]:
+        return {chain for chain, _ in self.failed}
 
 
 def check_trail(

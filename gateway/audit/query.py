@@ -193,6 +193,7 @@ def row(call: CallTrail, verified: str) -> dict[str, Any]:
 def rows(checked: CheckedTrail, filters: Filters, *, verified: bool = True) -> list[dict[str, Any]]:
     """The matching calls, in the order their deciding records were read."""
     found = []
+    broken = checked.failed_chains()
     for call in checked.ledger.calls.values():
         if not filters.keep_call(call):
             continue
@@ -200,7 +201,7 @@ def rows(checked: CheckedTrail, filters: Filters, *, verified: bool = True) -> l
             state = "not checked"
         elif not call.sealed:
             state = "FAIL: a record's seal does not match"
-        elif not checked.intact(call.chains):
+        elif broken.intersection(call.chains):
             state = "FAIL: its chain did not verify"
         else:
             state = "ok"
@@ -282,10 +283,20 @@ def write_table(found: Sequence[Mapping[str, Any]], out: TextIO) -> None:
         )
 
 
-def summary(checked: CheckedTrail, matched: int, *, verified: bool = True) -> list[str]:
+def summary(
+    checked: CheckedTrail, found: Sequence[Mapping[str, Any]], *, verified: bool = True
+) -> list[str]:
     """What was read and whether it verified: the footer every answer carries."""
-    calls = checked.ledger.records
-    lines = [f"{matched} call(s) matched, of {calls} read from {len(checked.files)} file(s)"]
+    lines = [
+        f"{len(found)} call(s) matched, of {checked.ledger.records} read from "
+        f"{len(checked.files)} file(s)"
+    ]
+    unfinished = sum(1 for item in found if item.get("unfinished"))
+    if unfinished:
+        lines.append(
+            f"{unfinished} of them unfinished: decided and stored, but the gateway stopped "
+            "before recording the answer (Nova may have run them)"
+        )
     if not verified:
         return [*lines, "seals NOT checked (--no-verify): these records may have been altered"]
     failed = checked.failed
@@ -296,10 +307,4 @@ def summary(checked: CheckedTrail, matched: int, *, verified: bool = True) -> li
     )
     lines.extend(f"FAIL {chain}: {problem}" for chain, problem in failed)
     lines.extend(f"FAIL witness {rejected}" for rejected in checked.rejected_heads)
-    unfinished = sum(call.unfinished for call in checked.ledger.calls.values())
-    if unfinished:
-        lines.append(
-            f"{unfinished} decision(s) among those read have no outcome: the gateway stopped "
-            "before recording the answer (Nova may have run them)"
-        )
     return lines

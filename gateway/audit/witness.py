@@ -254,13 +254,11 @@ def judge(report: ChainReport, head: Head | None) -> Judgement:
         )
     if report.closed or head.closed:
         return Judgement(None, f"closed (witnessed at seq {head.seq})")
-    beyond = last - head.seq
     bound = head.seq + head.every - last
     return Judgement(
         None,
-        f"open: witnessed up to seq {head.seq} at {head.time}, {beyond} record(s) after it; "
-        f"live, or stopped without closing (at most {bound} record(s) after seq {last} "
-        "can be missing)",
+        f"open: live or stopped without closing; witnessed up to seq {head.seq} at "
+        f"{head.time}, so a cut tail hides at most {bound} record(s) after seq {last}",
     )
 
 

@@ -216,8 +216,8 @@ async def test_a_live_chain_says_how_many_records_a_cut_could_hide(tmp_path: Pat
         await wait_until(witnessed, what="the head of 11 records to be published")
         code, out = run_verify(key_file, "--witness-dir", str(witness_dir), str(trail_dir))
         assert code == 0, out
-        assert "open: witnessed up to seq 11" in out
-        assert "at most 50 record(s) after seq 11 can be missing" in out
+        assert "open: live or stopped without closing; witnessed up to seq 11" in out
+        assert "a cut tail hides at most 50 record(s) after seq 11" in out
     finally:
         await trail.close()
 
@@ -289,3 +289,11 @@ async def test_heads_in_redis_tell_verify_the_same(
     path.write_text("".join(line + "\n" for line in path.read_text().splitlines()[:-1]))
     code, out = run_verify(key_file, *args, str(trail_dir))
     assert code == 1 and "1 record(s) cut from the tail" in out
+
+
+def test_the_witness_may_not_live_with_the_files(tmp_path: Path) -> None:
+    from gateway.config import ConfigError
+
+    trail = tmp_path / "trail"
+    with pytest.raises(ConfigError, match="witness_directory"):
+        gateway_conf(audit_overrides(trail, write_key(tmp_path), witness_directory=str(trail)))
