@@ -221,9 +221,12 @@ class AuditTrail:
         """
         if not self.wants_write_ahead(call):
             return
-        if not self.healthy and self.fail_closed:
+        room = self.depth() < self.capacity * 2
+        if self.fail_closed and not (room and self.healthy):
             self.refused += 1
             raise unavailable()  # nothing queued: the REQUEST record tells this refusal
+        if not room:
+            return  # fail-open and full: forwarded unrecorded, counted in the audit_gap
         try:
             record = build_decision_record(call, self.instance, self.redactor)
         except Exception as exc:
@@ -232,6 +235,13 @@ class AuditTrail:
         flight = InFlight(record, self._ref(call))
         self._in_flight[call.request_id] = flight
         self.index.add(flight.ref)
+        if not self.healthy:
+            # fail-open with a failing sink: the decision waits in the queue for the sink
+            # to recover; the call does not wait for it.
+            self.write_ahead_failed += 1
+            self.offer(record)
+            flight.forwarded = True
+            return
         loop = asyncio.get_running_loop()
         waiters = [Waiter(loop, loop.create_future()) for _ in self.workers]
         self._flush_gap()

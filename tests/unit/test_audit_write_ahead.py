@@ -247,3 +247,30 @@ async def test_verify_lists_a_decision_without_outcome_apart_from_tampering(
     [line] = [line for line in text.splitlines() if line.startswith("UNFINISHED")]
     assert unfinished.request_id in line and "/v2.1/servers/srv-b/action" in line
     assert "FAIL" not in text
+
+
+async def test_fail_open_with_a_failing_sink_forwards_without_waiting_and_stays_bounded(
+    tmp_path: Path,
+) -> None:
+    directory = tmp_path / "trail"
+    trail, _ = file_trail(directory, fail_closed=False, write_ahead_timeout=20.0, capacity=5)
+    await wait_until(lambda: trail.depth() == 0)
+    directory.rename(tmp_path / "saved")
+    directory.write_text("a file where the audit directory was\n")
+    await trail.write_ahead(action_call())  # the sink fails under this one
+    await wait_until(lambda: not trail.healthy)
+    started = time.monotonic()
+    for _ in range(20):  # no waiting for a sink that is known to fail
+        call = action_call()
+        await trail.write_ahead(call)
+        call.status = 202
+        trail.observe(call)
+    assert time.monotonic() - started < 5.0
+    assert trail.depth() <= 2 * 5 + 1  # bounded: the rest is counted, never queued
+    assert trail.dropped > 0
+    directory.unlink()
+    (tmp_path / "saved").rename(directory)
+    await wait_until(lambda: trail.healthy and trail.depth() == 0, what="recovery")
+    await trail.close()
+    events = [r.get("event") for r in on_disk(directory)]
+    assert "audit_gap" in events and events[-1] == "chain_closed"
