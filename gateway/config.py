@@ -547,6 +547,13 @@ audit_opts: list[cfg.Opt] = [
         "as keystonemiddleware's audit notifier does.",
     ),
     cfg.StrOpt(
+        "messaging_exchange",
+        help="Exchange the records are published to; unset: oslo.messaging's control "
+        "exchange ('openstack'). A private exchange keeps the trail's durability settings "
+        "(e.g. ?amqp_durable_queues=true on the transport URL) from meeting other "
+        "services' declarations of a shared one.",
+    ),
+    cfg.StrOpt(
         "messaging_driver",
         choices=[("messagingv2", "message format 2.0"), ("messaging", "message format 1.0")],
         default="messagingv2",

@@ -421,6 +421,7 @@ def build_audit_trail(conf: cfg.ConfigOpts) -> AuditTrail | None:
                 group.messaging_topics,
                 f"nova-gateway.{instance.host}",
                 driver=group.messaging_driver,
+                exchange=group.messaging_exchange,
             )
             record_format = group.messaging_format
             tick = min(1.0, group.witness_interval)

@@ -449,18 +449,20 @@ async def test_a_broker_restart_mid_run_loses_no_record_on_the_bus(
     rabbit = require_rabbit()
     if rabbitmqctl() is None:
         pytest.skip("rabbitmqctl is not installed: the broker cannot be restarted")
-    topic = f"nova_gateway_audit_e2e_{uuid.uuid4().hex[:8]}"
+    # A private exchange: durable, it must not meet the shared control exchange's settings.
+    topic = exchange = f"nova_gateway_audit_e2e_{uuid.uuid4().hex[:8]}"
     durable = rabbit + DURABLE  # queues that survive the restart, for sink and consumer alike
     key_file = tmp_path / "audit.key"
     key_file.write_text(uuid.uuid4().hex + uuid.uuid4().hex, encoding="ascii")
     audit = audit_section(
         tmp_path / "audit", tmp_path / "witness", key_file,
         sinks="file,messaging", messaging_transport_url=durable,
-        messaging_topics=topic, messaging_format="json", retry_interval="0.5",
+        messaging_topics=topic, messaging_exchange=exchange, messaging_format="json",
+        retry_interval="0.5",
     )  # fmt: skip
     sent: list[Sent] = []
     started = time.monotonic()
-    with listener(durable, topic) as received:
+    with listener(durable, topic, exchange) as received:
         lab = start(realnova, tmp_path / "config", lab_logs, audit)
         try:
             async with aiohttp.ClientSession() as session:
@@ -468,9 +470,10 @@ async def test_a_broker_restart_mid_run_loses_no_record_on_the_bus(
                 tasks = [asyncio.create_task(streams.run(session, n)) for n in range(3)]
                 try:
                     await streams.wait_answered(6)
+                    stopped = time.monotonic()
                     async with broker_stopped():  # a few seconds: the broker is shared
                         await wait_ready(lab.admin_url, ready=False)
-                    outage = time.monotonic() - started
+                    outage = time.monotonic() - stopped
                     await wait_ready(lab.admin_url, ready=True)
                     streams.resume.set()
                     await streams.wait_answered(streams.answered + 6)
@@ -491,6 +494,7 @@ async def test_a_broker_restart_mid_run_loses_no_record_on_the_bus(
             assert time.monotonic() < deadline, f"{received.count()} of {expected} arrived"
             await asyncio.sleep(0.2)
     e2e_timings("audit broker restart test (outage included)", time.monotonic() - started)
+    e2e_timings("RabbitMQ outage (stop_app to start_app done)", outage)
     assert any(s.status == 503 for s in sent), "the outage should have refused a call"
     bus: dict[int, dict[str, Any]] = {}
     for payload in received.payloads():
@@ -501,4 +505,3 @@ async def test_a_broker_restart_mid_run_loses_no_record_on_the_bus(
     in_file = [(r.get("event"), r.get("request_id")) for r in files]
     assert on_bus == in_file  # the same records in the same order: none lost
     assert on_bus[-1][0] == "chain_closed"
-    assert outage < 120

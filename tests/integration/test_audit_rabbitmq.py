@@ -46,16 +46,17 @@ def check_chain(payloads: list[dict[str, Any]]) -> Any:
 
 
 async def test_records_reach_a_notification_listener(rabbit: str, tmp_path: Path) -> None:
-    topic = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
+    topic = exchange = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
     overrides = audit_overrides(
         tmp_path / "trail",
         write_key(tmp_path),
         sinks=["messaging", "file"],
         messaging_transport_url=rabbit,
         messaging_topics=[topic],
+        messaging_exchange=exchange,
     )
     answers: list[Answer] = []
-    with listener(rabbit, topic) as received:
+    with listener(rabbit, topic, exchange) as received:
         async with simulator() as sim, running_gateway(sim.url, overrides) as listeners:
             base = base_url(listeners)
             action = f"/v2.1/servers/{sim.seeded('p1')}/action"
@@ -149,10 +150,10 @@ async def forwarder() -> AsyncIterator[Forwarder]:
 
 
 async def test_broker_outage_fails_closed_and_loses_nothing(rabbit: str, tmp_path: Path) -> None:
-    topic = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
+    topic = exchange = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
     parts = urlsplit(rabbit)
     answers: list[Answer] = []
-    with listener(rabbit, topic) as received:
+    with listener(rabbit, topic, exchange) as received:
         async with forwarder() as relay, simulator() as sim:
             via_relay = f"rabbit://{parts.username}:{parts.password}@127.0.0.1:{relay.port}/"
             overrides = audit_overrides(
@@ -161,6 +162,7 @@ async def test_broker_outage_fails_closed_and_loses_nothing(rabbit: str, tmp_pat
                 sinks=["messaging"],
                 messaging_transport_url=via_relay,
                 messaging_topics=[topic],
+                messaging_exchange=exchange,
                 messaging_format="json",
             )
             async with running_gateway(sim.url, overrides) as listeners:

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -64,8 +64,9 @@ class Received:
 
 
 @contextlib.contextmanager
-def listener(url: str, topic: str) -> Iterator[Received]:
-    """An oslo.messaging notification listener on ``<topic>.info``; the queue is deleted after."""
+def listener(url: str, topic: str, exchange: str | None = None) -> Iterator[Received]:
+    """An oslo.messaging notification listener on ``<topic>.info`` (of ``exchange``, else the
+    control exchange); the queue, and an exchange the test named, are deleted after."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import oslo_messaging
@@ -75,7 +76,10 @@ def listener(url: str, topic: str) -> Iterator[Received]:
     transport = oslo_messaging.get_notification_transport(conf, url=url)
     received = Received()
     server = oslo_messaging.get_notification_listener(
-        transport, [oslo_messaging.Target(topic=topic)], [received], executor="threading"
+        transport,
+        [oslo_messaging.Target(exchange=exchange, topic=topic)],
+        [received],
+        executor="threading",
     )
     server.start()
     try:
@@ -84,18 +88,20 @@ def listener(url: str, topic: str) -> Iterator[Received]:
         server.stop()
         server.wait()
         transport.cleanup()
-        delete_queues(url, [f"{topic}.info"])
+        delete_queues(url, [f"{topic}.info"], [exchange] if exchange else [])
 
 
-def delete_queues(url: str, names: list[str]) -> None:
-    """Delete queues this test declared (the broker is shared: never anything else)."""
+def delete_queues(url: str, names: Sequence[str], exchanges: Sequence[str] = ()) -> None:
+    """Delete queues (and exchanges) this test declared: the broker is shared, never more."""
     import kombu
 
     with kombu.Connection(_amqp(url), connect_timeout=5) as connection:
-        channel = connection.channel()
         for name in names:
             with contextlib.suppress(Exception):
-                channel.queue_delete(name)
+                connection.channel().queue_delete(name)
+        for name in exchanges:
+            with contextlib.suppress(Exception):
+                connection.channel().exchange_delete(name)
 
 
 def _amqp(url: str) -> str:
