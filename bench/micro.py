@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import random
-import secrets
 import socket
 import statistics
 import subprocess
@@ -458,11 +457,23 @@ class _Live:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+Driver = Callable[
+    [aiohttp.ClientSession, str, int, Sequence[str]], Awaitable[tuple[list[float], float]]
+]
+
+
 async def compare(
-    upstream: str, ids: Sequence[str], variants: Sequence[Variant], settings: Settings
+    upstream: str,
+    ids: Sequence[str],
+    variants: Sequence[Variant],
+    settings: Settings,
+    *,
+    driver: Driver | None = None,
 ) -> list[PipelineRun]:
-    """Sequential lock requests through one in-process gateway per variant, in blocks,
-    the variants' order rotated every round (drift and noise hit all of them alike)."""
+    """Lock requests (sequential unless ``driver`` says otherwise) through one in-process
+    gateway per variant, in blocks, the variants' order rotated every round (drift and
+    noise hit all of them alike)."""
+    send = driver or _sequential
     async with contextlib.AsyncExitStack() as stack:
         live: list[_Live] = []
         for variant in variants:
@@ -481,7 +492,7 @@ async def compare(
             for item in [*live[shift:], *live[:shift]]:
                 item.recorder.reset()
                 hits, misses = item.gate.servers.hits, item.gate.servers.misses
-                walls, cpu = await _sequential(item.session, item.url, settings.block, ids)
+                walls, cpu = await send(item.session, item.url, settings.block, ids)
                 if item.finish is not None:
                     # Work left after the last answer (an audit queue draining) counts too.
                     item.extra = await item.finish()
@@ -597,209 +608,9 @@ async def mix_run(
 
 
 def _module(name: str) -> Any | None:
-    if not (REPO / "gateway" / f"{name.rsplit('.', 1)[-1]}.py").exists():
+    if not (REPO / (name.replace(".", "/") + ".py")).exists():
         return None
     return importlib.import_module(name)
-
-
-def _conf_groups() -> dict[str, list[str]]:
-    from gateway import config
-
-    return {group: [opt.dest for opt in opts] for group, opts in config.OPT_GROUPS.items()}
-
-
-async def audit_trail_for(gate: Any, fsync: str, directory: Path, key_file: Path) -> Any:
-    """An audit trail writing JSON-lines files to ``directory`` with this fsync policy.
-
-    Through ``[audit]`` configuration when that group exists, else from the module's
-    parts (FileSink, Chain, SinkWorker, AuditTrail) as build_audit_trail assembles them.
-    """
-    trail_module = importlib.import_module("gateway.audit.trail")
-    existing = [o for o in gate.observers if type(o).__name__ == "AuditTrail"]
-    if existing:
-        return existing[0]
-    from gateway.audit.chain import Chain, load_key
-    from gateway.audit.records import Instance, Redactor
-    from gateway.audit.sinks import FileSink, file_stem
-
-    instance = Instance.current()
-    stem = file_stem(instance.host, instance.pid)
-    sink = FileSink(directory, stem, fsync=fsync)
-    worker = trail_module.SinkWorker(sink, Chain(load_key(key_file), f"{stem}/file"), "json")
-    trail = trail_module.AuditTrail([worker], instance, Redactor())
-    trail.start()
-    gate.observers.insert(0, trail)
-    return trail
-
-
-async def _nothing() -> dict[str, Any]:
-    return {}
-
-
-async def _with_audit(fsync: str | None, directory: Path, key_file: Path, gate: Any) -> Finish:
-    """Variant.prepare: no trail for ``fsync`` None, else one with that fsync policy."""
-    if fsync is None:
-        gate.observers[:] = [o for o in gate.observers if type(o).__name__ != "AuditTrail"]
-        return _nothing
-    trail = await audit_trail_for(gate, fsync, directory, key_file)
-
-    async def drain() -> dict[str, Any]:
-        # Wait (bounded) until the writer thread has written every queued record.
-        start, cpu_start = time.perf_counter(), time.process_time()
-        deadline = start + 60
-        while trail.depth() > 0 and time.perf_counter() < deadline:
-            await asyncio.sleep(0.002)
-        return {
-            "drain_ms": (time.perf_counter() - start) * 1000,
-            "drain_cpu_s": time.process_time() - cpu_start,
-            "audit": dict(trail.stats()),
-        }
-
-    return drain
-
-
-async def bench_audit(upstream: str, ids: Sequence[str], settings: Settings) -> list[str]:
-    lines = ["### audit", ""]
-    if _module("gateway.audit.trail") is None and _module("gateway.audit.records") is None:
-        return [*lines, "not present (no gateway/audit*.py)"]
-    groups = _conf_groups()
-    sinks = importlib.import_module("gateway.audit.sinks")
-    policies: Sequence[str] = getattr(sinks, "FSYNC_POLICIES", ("interval", "every-record"))
-    default_policy = "interval"
-    if "audit" in groups:
-        from gateway import config
-
-        opt = next(o for o in config.OPT_GROUPS["audit"] if o.dest == "file_fsync")
-        default_policy = str(opt.default)
-    variants: list[tuple[str, str | None]] = [("no audit", None)]
-    variants.append((f"audit, default fsync ({default_policy})", default_policy))
-    if "every-record" in policies and default_policy != "every-record":
-        variants.append(("audit, fsync every record", "every-record"))
-    runs: list[PipelineRun] = []
-    with tempfile.TemporaryDirectory(prefix="nova-gateway-micro-audit-") as scratch:
-        key_file = Path(scratch) / "audit.key"
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-        compared = []
-        for index, (name, fsync) in enumerate(variants):
-            directory = Path(scratch) / f"trail-{index}"
-            overrides: dict[str, Any] = {}
-            if fsync is not None and "audit" in groups:
-                overrides = {
-                    "audit.enabled": True,
-                    "audit.sinks": ["file"],
-                    "audit.file_directory": str(directory),
-                    "audit.hmac_key_file": str(key_file),
-                    "audit.file_fsync": fsync,
-                }
-            elif fsync is None and "audit" in groups:
-                overrides = {"audit.enabled": False}
-            compared.append(
-                Variant(name, overrides, partial(_with_audit, fsync, directory, key_file))
-            )
-        try:
-            runs = await compare(upstream, ids, compared, settings)
-        except Exception as exc:  # the audit code is moving: report, don't crash
-            lines.append(f"* could not be measured: {type(exc).__name__}: {exc}")
-        per_record: list[str] = []
-        try:
-            call = await captured_lock_call(upstream, ids)
-            fsyncs = [fsync for _, fsync in variants if fsync is not None]
-            per_record = await audit_per_record(call, fsyncs, Path(scratch), key_file, settings)
-        except Exception as exc:
-            per_record = [f"* per record: could not be measured: {type(exc).__name__}: {exc}"]
-    if not runs:
-        return [*lines, *per_record]
-    base = runs[0]
-    lines += [
-        f"Sequential `lock` requests through the in-process gateway + novasim (one process, "
-        f"one loop), {settings.rounds} rounds × {settings.block} per variant, variants "
-        "rotated per round. CPU = the whole process's (every thread, the audit writer "
-        "included) per request, median over rounds, counting the wait until the audit queue "
-        "is written after each block.",
-        "",
-        "| variant | wall µs/req (median) | p99 | CPU µs/req | spread % | CPU ratio to no "
-        "audit | wall ratio | drain after a block ms | records written |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
-    for run in runs:
-        cpu_us = run.cpu_us_per_request
-        audit = run.extra.get("audit", {})
-        lines.append(
-            f"| {run.name} | {run.wall_us_median:.0f} | {run.wall_us_p99:.0f} | {cpu_us:.0f} "
-            f"| {run.cpu_spread_pct:.0f} | {cpu_us / base.cpu_us_per_request:.2f} "
-            f"| {run.wall_us_median / base.wall_us_median:.2f} "
-            f"| {run.extra.get('drain_ms', 0.0):.1f} | {audit.get('written', '—')} |"
-        )
-    return [*lines, "", *per_record]
-
-
-def _linger() -> str:
-    linger = getattr(importlib.import_module("gateway.audit.trail"), "LINGER_SECONDS", None)
-    return f" (LINGER_SECONDS = {linger})" if linger is not None else ""
-
-
-async def captured_lock_call(upstream: str, ids: Sequence[str]) -> Any:
-    """A finished, forwarded ``lock`` Call from an in-process gateway."""
-    async with gateway(upstream, {}) as (_gate, url, recorder):
-        async with aiohttp.ClientSession() as session:
-            await _sequential(session, url, 3, ids)
-        return recorder.calls[-1]
-
-
-async def audit_per_record(
-    call: Any, fsyncs: Sequence[str], scratch: Path, key_file: Path, settings: Settings
-) -> list[str]:
-    """The trail alone: ``observe()`` on the loop, then the writer thread, per record."""
-    lines = [
-        f"Per record, the trail alone (`AuditTrail.observe` of a finished `lock` Call, "
-        f"{settings.block * 4} records per repeat, then waiting until all are written; median "
-        f"of {settings.repeat} repeats), then 200 records one at a time. The writer thread "
-        "seals (HMAC chain) and writes off the event loop, a batch per write: "
-        "`every-record` fsyncs once per batch, so it costs a full fsync per record only "
-        "when records trickle in; one at a time also shows how long a woken writer lingers "
-        f"for more records{_linger()}.",
-        "",
-        "| fsync | observe() on the loop, CPU µs | writer thread CPU µs | wall µs per record, "
-        "queued → written (in bulk) | records/s the file sink sustains | wall µs queued → "
-        "written, one record at a time |",
-        "|---|---|---|---|---|---|",
-    ]
-    count = settings.block * 4
-    for index, fsync in enumerate(fsyncs):
-        holder = argparse.Namespace(observers=[])  # a stand-in gate: only observers is used
-        trail = await audit_trail_for(holder, fsync, scratch / f"direct-{index}", key_file)
-        observe: list[float] = []
-        writer: list[float] = []
-        wall: list[float] = []
-        alone: list[float] = []
-        try:
-            for _ in range(settings.repeat):
-                start, cpu, main = time.perf_counter(), time.process_time(), time.thread_time()
-                for _ in range(count):
-                    trail.observe(call)
-                main = time.thread_time() - main
-                deadline = time.perf_counter() + 60
-                while trail.depth() > 0 and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.001)
-                wall.append((time.perf_counter() - start) / count * 1e6)
-                observe.append(main / count * 1e6)
-                writer.append((time.process_time() - cpu - main) / count * 1e6)
-            for _ in range(min(200, count)):  # a trickle: every record is its own batch
-                start = time.perf_counter()
-                trail.observe(call)
-                deadline = start + 5
-                while trail.depth() > 0 and time.perf_counter() < deadline:
-                    await asyncio.sleep(0.0002)  # a sleeping loop leaves the GIL to the writer
-                alone.append((time.perf_counter() - start) * 1e6)
-        finally:
-            await trail.close()
-        per_record = statistics.median(wall)
-        lines.append(
-            f"| {fsync} | {statistics.median(observe):.1f} | {statistics.median(writer):.1f} "
-            f"| {per_record:.1f} | {1e6 / per_record:,.0f} | {statistics.median(alone):.0f} |"
-        )
-    return lines
 
 
 async def bench_ratelimit(upstream: str, ids: Sequence[str], settings: Settings) -> list[str]:
@@ -1027,10 +838,25 @@ async def bench_pipeline(settings: Settings) -> tuple[list[str], dict[str, Any]]
                 f"| {mix['req_per_s']:.0f} |"
             )
         out.append("")
-        out += await bench_audit(upstream, hot, settings)
+        audit_lines, raw["audit"] = await bench_audit(upstream, hot, settings)
+        out += audit_lines
         out.append("")
         out += await bench_ratelimit(upstream, hot, settings)
     return out, raw
+
+
+async def bench_audit_only(settings: Settings) -> tuple[list[str], dict[str, Any]]:
+    async with simulator(seed=200) as (upstream, ids):
+        lines, raw = await bench_audit(upstream, ids[:HOT_SERVERS], settings)
+    return lines, {"audit": raw}
+
+
+async def bench_audit(
+    upstream: str, ids: Sequence[str], settings: Settings
+) -> tuple[list[str], dict[str, Any]]:
+    from bench import audit  # imports this module: loaded once this one is
+
+    return await audit.bench_audit(upstream, ids, settings)
 
 
 # -- command line ------------------------------------------------------------------------
@@ -1094,6 +920,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--quick", action="store_true", help="fewer repeats and requests")
+    parser.add_argument(
+        "--only", choices=["audit"], help="just one section (audit: ~1-2 min, --quick ~40 s)"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     settings = (
@@ -1106,9 +935,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _quiet_logs()
     started = dt.datetime.now()
     with _cwd(REPO):
-        body = bench_body(settings)
-        policy = bench_policy(settings)
-        pipeline_lines, raw = _run_loop(bench_pipeline(settings))
+        if args.only == "audit":
+            body, policy = [], []
+            pipeline_lines, raw = _run_loop(bench_audit_only(settings))
+        else:
+            body = bench_body(settings)
+            policy = bench_policy(settings)
+            pipeline_lines, raw = _run_loop(bench_pipeline(settings))
     out = [
         f"## nova-gateway micro benchmarks ({started:%Y-%m-%d %H:%M:%S}, "
         f"{'quick' if args.quick else 'full'})",
@@ -1120,14 +953,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "calls); spread = (max-min)/median; wall = the same calls by the clock (it also "
         "counts the time other tenants had the core).",
         "",
-        "### parse + validate an action body",
-        "",
-        *measure_table(body),
-        "",
-        "### policy decision",
-        "",
-        *measure_table(policy),
-        "",
+        *(["### parse + validate an action body", "", *measure_table(body), ""] if body else []),
+        *(["### policy decision", "", *measure_table(policy), ""] if policy else []),
         *pipeline_lines,
     ]
     text = "\n".join(out)

@@ -481,6 +481,55 @@ audit_opts: list[cfg.Opt] = [
         help="On SIGTERM, seconds to wait for the sinks to take every pending record; what "
         "a failed sink still holds then is written to the process log instead.",
     ),
+    cfg.StrOpt(
+        "write_ahead",
+        choices=[
+            ("mutating", "every forwarded call except GET, HEAD and OPTIONS"),
+            ("all", "every forwarded call"),
+            ("off", "one record after the answer, as for refusals"),
+        ],
+        default="mutating",
+        help="Calls whose decision record is stored in every sink (written, synced as "
+        "file_fsync says, confirmed by the broker) before they are forwarded; their "
+        "outcome record follows the answer. Concurrent calls share one write and sync.",
+    ),
+    cfg.FloatOpt(
+        "write_ahead_timeout",
+        min=0.01,
+        default=5.0,
+        help="Seconds a call waits for its decision record to be stored before it is "
+        "refused (503, fail-closed) or forwarded anyway (fail-open).",
+    ),
+    cfg.StrOpt(
+        "witness_directory",
+        help="A second directory (another disk or mount than file_directory) where each "
+        "worker publishes its chains' heads; `audit verify --witness-dir` then tells a cut "
+        "tail from a live chain.",
+    ),
+    cfg.StrOpt(
+        "witness_redis_url",
+        secret=True,
+        help="Redis URL (redis://host:6379/0) where each worker publishes its chains' "
+        "heads, one key per chain; with witness_directory too, both get them.",
+    ),
+    cfg.StrOpt(
+        "witness_key_prefix",
+        default="nova-gateway:audit:witness:",
+        help="Prefix of the witness keys in Redis (followed by the chain id).",
+    ),
+    cfg.IntOpt(
+        "witness_every",
+        min=1,
+        default=1000,
+        help="A writer never stores more than this many records past the head its "
+        "witnesses hold: the most records a cut tail can hide.",
+    ),
+    cfg.FloatOpt(
+        "witness_interval",
+        min=0.05,
+        default=1.0,
+        help="Seconds between publications of a chain head that moved.",
+    ),
     cfg.ListOpt(
         "redact_fields",
         default=[],
@@ -540,6 +589,13 @@ audit_opts: list[cfg.Opt] = [
         default=["notifications"],
         help="Notification topics; records are published at priority info (<topic>.info), "
         "as keystonemiddleware's audit notifier does.",
+    ),
+    cfg.StrOpt(
+        "messaging_exchange",
+        help="Exchange the records are published to; unset: oslo.messaging's control "
+        "exchange ('openstack'). A private exchange keeps the trail's durability settings "
+        "(e.g. ?amqp_durable_queues=true on the transport URL) from meeting other "
+        "services' declarations of a shared one.",
     ),
     cfg.StrOpt(
         "messaging_driver",
@@ -668,6 +724,14 @@ def _validate_audit(conf: cfg.ConfigOpts) -> None:
     # The key file's contents are checked by the audit trail at start-up (cli.py).
     if "messaging" in group.sinks and not group.messaging_transport_url:
         raise ConfigError("[audit] messaging_transport_url: required with the messaging sink")
+    witness = group.witness_directory
+    if witness and os.path.abspath(os.path.expanduser(witness)) == os.path.abspath(
+        os.path.expanduser(group.file_directory)
+    ):
+        # A head kept beside the files it vouches for goes wherever they go.
+        raise ConfigError(
+            "[audit] witness_directory: must not be file_directory (use another disk or mount)"
+        )
 
 
 def worker_count(conf: cfg.ConfigOpts) -> int:

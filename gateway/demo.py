@@ -135,6 +135,7 @@ def _audit_lines(audit_dir: Path | None) -> list[str]:
         f"# audit: one hash-chained record per request in {audit_dir}/ (tokens never)",
         f"tail -n 3 {audit_dir}/*.jsonl",
         f"nova-gateway audit verify --key-file {DEMO_DATA}/audit.key {audit_dir}",
+        f"nova-gateway audit query --key-file {DEMO_DATA}/audit.key --decision deny {audit_dir}",
     ]
 
 

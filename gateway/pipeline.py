@@ -338,6 +338,13 @@ def upstream_headers(gate: Gate, call: Call) -> list[tuple[str, str]]:
     return headers
 
 
+async def write_ahead(gate: Gate, call: Call) -> None:
+    """Audit write-ahead: the decision record is stored (and synced) before forwarding;
+    503 audit_unavailable, fail-closed, if it cannot be in time."""
+    if gate.audit is not None:
+        await gate.audit.write_ahead(call)
+
+
 def after_forward(gate: Gate, call: Call, status: int) -> None:
     """What the gateway must remember once Nova has acted on a server."""
     if call.action is None or call.route is None or call.route.server_id is None:
@@ -360,6 +367,7 @@ async def handle(gate: Gate, call: Call, request: web.BaseRequest) -> web.Stream
             await stage(gate, call, request)
         call.decided_seconds = time.monotonic() - call.started
         call.decision = "allow"
+        await write_ahead(gate, call)  # the decision is on record before the call leaves
         response = await gate.upstream.forward(
             request,
             call.method,

@@ -26,11 +26,16 @@ from pycadf import (  # type: ignore[import-untyped]
     tag,
 )
 
+from gateway.audit.records import CADF_EVENT_TYPE_URI, DECISION
+
+assert CADF_EVENT_TYPE_URI == cadftype.CADF_VERSION_1_0_0 + "event"
+
 # pycadf warns on every identifier that is not a UUID (noauth user ids, "nova"); the
 # warning is noise per record, not a problem of the record.
 warnings.filterwarnings("ignore", message="Invalid uuid", module="pycadf.identifier")
 
 EVENT_TYPE = "audit.http.response"  # keystonemiddleware's event type for a finished request
+REQUEST_EVENT_TYPE = "audit.http.request"  # ... and for one it has not answered yet
 SERVICE_TYPE_URI = "service/compute"
 CADF_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%f%z"  # pycadf.timestamp.TIME_FORMAT
 _NAMESPACE = uuid.UUID("5a1f3c2e-9d0b-4c6e-8f51-2b7d9e4a6c10")  # event ids from request ids
@@ -166,42 +171,81 @@ def _target(record: Mapping[str, Any], path: str) -> Any:
 
 
 def to_cadf(record: Mapping[str, Any]) -> dict[str, Any]:
-    """The CADF event (as a dict) for one gateway request record."""
+    """The CADF event (as a dict) for a REQUEST record, or a DECISION record (pending)."""
+    if record.get("event") == DECISION:
+        return _event(record, None, record, pending=True)
+    status = (record.get("decision") or {}).get("status")
+    return _event(record, status, record)
+
+
+def to_cadf_outcome(
+    decision: Mapping[str, Any], outcome_record: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The ``audit.http.response`` event that follows a decision's ``audit.http.request``.
+
+    As keystonemiddleware does, it is the same event (same id) with the outcome, the HTTP
+    status and a reporter step; its attachment is the OUTCOME record.
+    """
+    return _event(
+        decision, outcome_record.get("status"), outcome_record, at=str(outcome_record["time"])
+    )
+
+
+def _event(
+    record: Mapping[str, Any],
+    status: int | None,
+    attached: Mapping[str, Any],
+    *,
+    pending: bool = False,
+    at: str | None = None,
+) -> dict[str, Any]:
     request = record.get("request") or {}
     decision = record.get("decision") or {}
     action = record.get("action") or {}
     path = str(request.get("path") or "")
-    status = decision.get("status")
-    cause = reason.Reason(reasonType="HTTP", reasonCode=str(status if status is not None else 0))
-    if decision.get("rule"):
-        cause.policyType = "oslo.policy"
-        cause.policyId = decision["rule"]
+    if pending:
+        # keystonemiddleware's request event has no HTTP reason yet; the rule that
+        # allowed the call is known, so it is kept.
+        cause = None
+        if decision.get("rule"):
+            cause = reason.Reason(policyType="oslo.policy", policyId=decision["rule"])
+    else:
+        cause = reason.Reason(
+            reasonType="HTTP", reasonCode=str(status if status is not None else 0)
+        )
+        if decision.get("rule"):
+            cause.policyType = "oslo.policy"
+            cause.policyId = decision["rule"]
+    fields: dict[str, Any] = {}
+    if cause is not None:
+        fields["reason"] = cause
     event = eventfactory.EventFactory().new_event(
         eventType=cadftype.EVENTTYPE_ACTIVITY,
         id=str(uuid.uuid5(_NAMESPACE, str(record.get("request_id")))),
         eventTime=_cadf_time(str(record["time"])),
-        outcome=outcome(status),
+        outcome=outcome(None if pending else status),
         action=cadf_action(str(request.get("method", "")), path, action.get("key")),
         initiator=_initiator(record),
         target=_target(record, path),
         observer=resource.Resource(id="target"),
-        reason=cause,
+        **fields,
     )
     event.requestPath = path
     correlation = record.get("global_request_id") or record.get("request_id")
     event.add_tag(tag.generate_name_value_tag("correlation_id", str(correlation)))
-    event.add_reporterstep(
-        reporterstep.Reporterstep(
-            role=cadftype.REPORTER_ROLE_MODIFIER,
-            reporter=resource.Resource(id="target"),
-            reporterTime=_cadf_time(str(record["time"])),
+    if not pending:
+        event.add_reporterstep(
+            reporterstep.Reporterstep(
+                role=cadftype.REPORTER_ROLE_MODIFIER,
+                reporter=resource.Resource(id="target"),
+                reporterTime=_cadf_time(at or str(record["time"])),
+            )
         )
-    )
     # The gateway's own record rides along so one stream serves CADF consumers and
-    # `nova-gateway audit replay` alike.
+    # `nova-gateway audit query|replay` alike.
     event.add_attachment(
         attachment.Attachment(
-            typeURI="mime:application/json", content=dict(record), name="nova_gateway"
+            typeURI="mime:application/json", content=dict(attached), name="nova_gateway"
         )
     )
     rendered: dict[str, Any] = _primitive(event)
@@ -226,14 +270,3 @@ def _primitive(value: Any) -> Any:
 
 
 _PLAIN = frozenset({str, int, float, bool, type(None), dict})
-
-
-def gateway_record(document: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The gateway record inside a document, whichever format the sink wrote."""
-    if document.get("typeURI") == cadftype.CADF_VERSION_1_0_0 + "event":
-        for item in document.get("attachments") or []:
-            if isinstance(item, Mapping) and item.get("name") == "nova_gateway":
-                content = item.get("content")
-                if isinstance(content, Mapping):
-                    return content
-    return document

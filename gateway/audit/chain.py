@@ -18,6 +18,8 @@ from typing import Any, cast
 
 import structlog
 
+from gateway.audit.records import gateway_record
+
 log = structlog.get_logger(__name__)
 
 GENESIS = "0" * 64  # the ``prev`` of a chain's first record
@@ -129,7 +131,8 @@ class Entry:
     prev: str | None
     hash: str
     sealed: bool  # canonical, and the HMAC matches
-    event: str | None
+    event: str | None  # the gateway record's (inside a CADF event too)
+    request_id: str | None = None  # the gateway's: links a decision, its outcome, executions
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,8 @@ class ChainReport:
     last_seq: int | None = None
     closed: bool = False
     problem: Problem | None = None
+    last_where: Where | None = None
+    hashes: dict[int, str] = field(default_factory=dict)  # seq -> line hash, as verified
 
 
 def read_entry(where: Where, text: str, key: bytes) -> Entry:
@@ -160,6 +165,11 @@ def read_entry(where: Where, text: str, key: bytes) -> Entry:
         document = json.loads(line)
     except ValueError:
         document = None
+    return entry_of(where, line, document, key)
+
+
+def entry_of(where: Where, line: str, document: Any, key: bytes) -> Entry:
+    """Check one line already parsed into ``document`` (None if it was not JSON)."""
     if not isinstance(document, dict):
         return Entry(where, None, None, None, _safe_hash(line), False, None)
     seq = document.get("seq")
@@ -171,6 +181,9 @@ def read_entry(where: Where, text: str, key: bytes) -> Entry:
         and hmac.compare_digest(claimed, mac_of(key, unsealed))
     )
     chain = document.get("chain")
+    record = gateway_record(document)
+    event = record.get("event")
+    request_id = record.get("request_id")
     return Entry(
         where,
         chain if isinstance(chain, str) else None,
@@ -178,7 +191,8 @@ def read_entry(where: Where, text: str, key: bytes) -> Entry:
         document.get("prev") if isinstance(document.get("prev"), str) else None,
         _safe_hash(line),
         sealed,
-        str(document.get("event")) if document.get("event") is not None else None,
+        str(event) if event is not None else None,
+        request_id if isinstance(request_id, str) else None,
     )
 
 
@@ -221,7 +235,7 @@ def verify_chain(name: str, entries: list[Entry], *, partial: bool = False) -> C
     report = ChainReport(name)
     expected: int | None = None
     last_hash = GENESIS
-    seen: dict[int, str] = {}
+    seen = report.hashes
     later = {entry.seq for entry in entries if entry.sealed and entry.seq is not None}
     for index, entry in enumerate(entries):
         if entry.where.file not in report.files:
@@ -278,6 +292,7 @@ def verify_chain(name: str, entries: list[Entry], *, partial: bool = False) -> C
         if report.first_seq is None:
             report.first_seq = entry.seq
         report.last_seq = entry.seq
+        report.last_where = entry.where
         seen[entry.seq] = entry.hash
         expected = entry.seq + 1
         last_hash = entry.hash

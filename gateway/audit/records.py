@@ -19,6 +19,18 @@ from urllib.parse import unquote_plus
 from gateway.call import Call
 
 SCHEMA = "nova-gateway.audit/1"
+# What a record is about (its ``event``). A call the gateway answers itself, or forwards
+# without write-ahead, leaves one REQUEST record. A call forwarded with write-ahead
+# leaves a DECISION record (durable before the call leaves) and then an OUTCOME record
+# with the same request_id; EXECUTION records (Nova's notifications) follow it.
+REQUEST = "request"
+DECISION = "decision"
+OUTCOME = "outcome"
+EXECUTION = "execution"
+DECIDING_EVENTS = frozenset({REQUEST, DECISION})  # records that hold the whole decision
+CALL_EVENTS = frozenset({REQUEST, DECISION, OUTCOME, EXECUTION})  # the rest is the trail's own
+# A CADF event's typeURI (pycadf's CADF_VERSION_1_0_0 + "event"), known here without pycadf.
+CADF_EVENT_TYPE_URI = "http://schemas.dmtf.org/cloud/audit/1.0/event"
 REDACTED = "***"
 USER_AGENT_LIMIT = 512  # a client chooses its User-Agent: keep records bounded
 
@@ -197,32 +209,36 @@ def _decision(call: Call, secrets: list[Any]) -> dict[str, Any]:
     }
 
 
-def build_record(
-    call: Call,
-    instance: Instance,
-    redactor: Redactor,
-    *,
-    now: float | None = None,
-    monotonic_now: float | None = None,
+def _upstream(call: Call) -> dict[str, Any] | None:
+    exchange = call.exchange
+    if exchange.status is None and exchange.error is None:
+        return None
+    return {
+        "status": exchange.status,
+        "error": exchange.error,
+        "request_id": exchange.request_id,
+        "latency_us": _micros(exchange.seconds),
+    }
+
+
+def _latency(call: Call, finished: float) -> dict[str, int]:
+    return {
+        "decided": _micros(call.decided_seconds),
+        "total": _micros(max(0.0, finished - call.started)),
+    }
+
+
+def _deciding_record(
+    call: Call, instance: Instance, redactor: Redactor, event: str, now: float | None
 ) -> dict[str, Any]:
-    """The record of one answered call: JSON-ready, with every secret value removed."""
-    finished = time.monotonic() if monotonic_now is None else monotonic_now
+    """The fields a REQUEST and a DECISION record share: who asked what, and the verdict."""
     secrets: list[Any] = []
     action: dict[str, Any] | None = None
     if call.action is not None:
         action = {"key": call.action.key, "body": redactor.redact(call.action_value, secrets)}
-    exchange = call.exchange
-    upstream = None
-    if exchange.status is not None or exchange.error is not None:
-        upstream = {
-            "status": exchange.status,
-            "error": exchange.error,
-            "request_id": exchange.request_id,
-            "latency_us": _micros(exchange.seconds),
-        }
     return {
         "schema": SCHEMA,
-        "event": "request",
+        "event": event,
         "time": timestamp(now),
         "request_id": call.request_id,
         "global_request_id": call.global_request_id,
@@ -237,19 +253,92 @@ def build_record(
         "target": _target(call),
         "action": action,
         "decision": _decision(call, secrets),
-        "upstream": upstream,
-        "latency_us": {
-            "decided": _micros(call.decided_seconds),
-            "total": _micros(max(0.0, finished - call.started)),
-        },
     }
 
 
-def fallback_record(call: Call, instance: Instance, error: BaseException) -> dict[str, Any]:
+def build_record(
+    call: Call,
+    instance: Instance,
+    redactor: Redactor,
+    *,
+    now: float | None = None,
+    monotonic_now: float | None = None,
+) -> dict[str, Any]:
+    """The REQUEST record of one answered call: JSON-ready, with every secret value removed."""
+    finished = time.monotonic() if monotonic_now is None else monotonic_now
+    record = _deciding_record(call, instance, redactor, REQUEST, now)
+    record["upstream"] = _upstream(call)
+    record["latency_us"] = _latency(call, finished)
+    return record
+
+
+def build_decision_record(
+    call: Call, instance: Instance, redactor: Redactor, *, now: float | None = None
+) -> dict[str, Any]:
+    """The DECISION record of a call about to be forwarded: no answer yet (status null)."""
+    record = _deciding_record(call, instance, redactor, DECISION, now)
+    record["latency_us"] = {"decided": _micros(call.decided_seconds)}
+    return record
+
+
+def build_outcome_record(
+    call: Call,
+    instance: Instance,
+    redactor: Redactor,
+    *,
+    forwarded: bool,
+    now: float | None = None,
+    monotonic_now: float | None = None,
+) -> dict[str, Any]:
+    """The OUTCOME record that follows a DECISION: how the call ended, nothing repeated.
+
+    ``forwarded`` is False when the call never left (its decision could not be made
+    durable in time, or the client went away first): Nova cannot have run it.
+    """
+    finished = time.monotonic() if monotonic_now is None else monotonic_now
+    fault = call.fault
+    message = None
+    if fault is not None:
+        secrets: list[Any] = []
+        redactor.redact(call.action_value, secrets)  # only to know what a message may quote
+        message = scrub_message(fault.message, secrets)
+        if message is None:
+            message = f"({fault.name}: message withheld, it quoted a redacted value)"
+    return {
+        "schema": SCHEMA,
+        "event": OUTCOME,
+        "time": timestamp(now),
+        "request_id": call.request_id,
+        "global_request_id": call.global_request_id,
+        "instance": instance.as_dict(),
+        "forwarded": forwarded,
+        "outcome": call.decision,  # allow: Nova answered; error: the gateway answered a fault
+        "status": call.status,
+        "reason": fault.reason if fault is not None else None,
+        "message": message,
+        "upstream": _upstream(call),
+        "latency_us": _latency(call, finished),
+    }
+
+
+def gateway_record(document: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The gateway record inside a document, whichever format the sink wrote (JSON, CADF)."""
+    if document.get("typeURI") == CADF_EVENT_TYPE_URI:
+        for item in document.get("attachments") or []:
+            if isinstance(item, Mapping) and item.get("name") == "nova_gateway":
+                content = item.get("content")
+                if isinstance(content, Mapping):
+                    return content
+    return document
+
+
+def fallback_record(
+    call: Call, instance: Instance, error: BaseException, *, event: str = REQUEST
+) -> dict[str, Any]:
     """What is still recorded when building the full record failed (a gateway bug)."""
     return {
         "schema": SCHEMA,
-        "event": "request",
+        "event": event,
         "time": timestamp(),
         "request_id": call.request_id,
         "instance": instance.as_dict(),

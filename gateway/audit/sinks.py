@@ -267,6 +267,7 @@ class MessagingSink:
         publisher_id: str,
         *,
         driver: str = "messagingv2",
+        exchange: str | None = None,
     ) -> None:
         with warnings.catch_warnings():
             # oslo.messaging imports eventlet (deprecated) through oslo.service; it is
@@ -279,6 +280,7 @@ class MessagingSink:
         conf([], project="nova-gateway-audit", default_config_files=[], default_config_dirs=[])
         self._transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
         self._topics = list(topics)
+        self._exchange = exchange or None  # None: the transport's control exchange
         self._publisher_id = publisher_id
         self._version = 2.0 if driver == "messagingv2" else 1.0
         # (chain, seq) of the line being published, and the topics that already have it.
@@ -313,7 +315,7 @@ class MessagingSink:
             for topic in self._topics:
                 if topic in self._done[1]:
                     continue  # a retry must not publish twice to a topic that got it
-                target = self._messaging.Target(topic=f"{topic}.info")
+                target = self._messaging.Target(exchange=self._exchange, topic=f"{topic}.info")
                 # retry=0: fail fast and let the writer back off (and fail closed).
                 self._transport._send_notification(
                     target, context, message, version=self._version, retry=0

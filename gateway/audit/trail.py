@@ -1,46 +1,58 @@
-"""The audit trail of one worker process: bounded queues, writer threads, health, admission.
+"""The audit trail of one worker process: admission, write-ahead, records for every sink.
 
-Owns queueing records, back-pressure, fail-closed admission, retries and the shutdown
-flush; it must never drop a record it accepted, nor call a sink from the event loop.
+Owns turning calls into records (a decision made durable before its call leaves, the
+outcome after), back-pressure, fail-closed admission and the shutdown flush; it must never
+drop a record it accepted, nor wait on a sink except by awaiting a future on the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 from oslo_config import cfg
 
-from gateway.audit.cadf import EVENT_TYPE as CADF_EVENT_TYPE
-from gateway.audit.cadf import to_cadf
-from gateway.audit.chain import CLOSED, Chain, canonical, load_key
+from gateway.audit.chain import CLOSED, Chain, load_key
+from gateway.audit.execution import (
+    DecisionIndex,
+    DecisionRef,
+    Execution,
+    build_execution_record,
+    phase_of,
+)
 from gateway.audit.records import (
+    DECISION,
+    OUTCOME,
     SCHEMA,
     Instance,
     Redactor,
+    build_decision_record,
+    build_outcome_record,
     build_record,
     fallback_record,
     timestamp,
 )
-from gateway.audit.sinks import FileSink, MessagingSink, Sealed, Sink, SinkError, file_stem
+from gateway.audit.sinks import FileSink, MessagingSink, Sink, SinkError, file_stem
+from gateway.audit.witness import build_witnesses
+from gateway.audit.worker import SinkWorker, Waiter, WitnessPolicy
 from gateway.call import Call
 from gateway.nova.faults import Fault
 
 log = structlog.get_logger(__name__)
 
-JSON_EVENT_TYPE = "nova_gateway.audit.request"
-CONTROL_EVENT_TYPE = "nova_gateway.audit.chain"
-ALERT_EVERY_SECONDS = 10.0  # a failing sink is reported once, then at most this often
+ALERT_EVERY_SECONDS = 10.0
 BACKPRESSURE_POLL_SECONDS = 0.005
-SPILL_LOCK_SECONDS = 5.0
-LINGER_SECONDS = 0.02  # how long a woken writer waits for more records to batch
-YIELD_EVERY = 4  # records sealed between two GIL releases in a burst
+WRITE_AHEAD_SCOPES = ("mutating", "all", "off")
+READ_ONLY_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})  # Nova changes nothing for these
+# Forwarded decisions a notification may still be joined to: Nova's .end of a long
+# action (resize, migrate, snapshot) can come minutes after the answer.
+EXECUTION_JOIN_SECONDS = 3600.0
+EXECUTION_JOIN_SIZE = 10000
 
 
 def unavailable() -> Fault:
@@ -63,180 +75,22 @@ def control_record(event: str, instance: Instance, **fields: Any) -> dict[str, A
     }
 
 
-def render(record: dict[str, Any], record_format: str) -> tuple[Mapping[str, Any], str]:
-    """The document a sink stores for a record in its format, and its notification type."""
-    if record.get("event") != "request":
-        return record, CONTROL_EVENT_TYPE
-    if record_format == "cadf":
-        try:
-            return to_cadf(record), CADF_EVENT_TYPE
-        except Exception:  # keep the record in the gateway's own form rather than lose it
-            log.exception("audit_cadf_render_failed", request_id=record.get("request_id"))
-    return record, JSON_EVENT_TYPE
+@dataclass
+class InFlight:
+    """A call whose DECISION record was queued before forwarding; its OUTCOME is due."""
 
-
-class SinkWorker:
-    """One sink, its chain and its queue, written by one thread that never gives up."""
-
-    def __init__(
-        self,
-        sink: Sink,
-        chain: Chain,
-        record_format: str,
-        *,
-        retry_interval: float = 1.0,
-        tick_interval: float = 1.0,
-        closing_record: Callable[[], dict[str, Any]] | None = None,
-    ) -> None:
-        self.sink = sink
-        self.chain = chain
-        self.record_format = record_format
-        self._retry_interval = retry_interval
-        self._tick_interval = tick_interval
-        self._closing_record = closing_record
-        self._queue: deque[dict[str, Any]] = deque()
-        self._batch: list[Sealed] = []
-        self._wake = threading.Event()
-        self._abandon = threading.Event()
-        # Held while sealing and writing, so a spill at shutdown never races a write.
-        self._lock = threading.Lock()
-        self._stopping = False
-        self._closed = False
-        self.healthy = True
-        self.failures = 0
-        self.written = 0
-        self.last_error: str | None = None
-        self._last_alert = 0.0
-        self._thread = threading.Thread(target=self._run, name=f"audit-{sink.name}", daemon=True)
-
-    # -- called from the event loop (cheap, never blocking) ------------------------------
-
-    def put(self, record: dict[str, Any]) -> None:
-        self._queue.append(record)  # deque.append is atomic: no lock on the loop
-        if len(self._queue) == 1:
-            # Only the first record after the writer emptied the queue wakes it: while
-            # it drains, it takes what arrives without being told (a wake-up per record
-            # would cost the loop a lock and the writer a GIL hand-over each time).
-            self._wake.set()
-
-    def depth(self) -> int:
-        return len(self._queue) + len(self._batch)
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping = True
-        self._wake.set()
-
-    # -- called off the loop -------------------------------------------------------------
-
-    def join(self, timeout: float | None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
-
-    def spill(self) -> list[str]:
-        """Give up on the sink: seal what is left and hand the lines back (for the log)."""
-        self._abandon.set()
-        if not self._lock.acquire(timeout=SPILL_LOCK_SECONDS):
-            # The writer is stuck inside the sink (a hung mount): its batch stays with
-            # it; what is still queued leaves unsealed rather than not at all.
-            return [canonical(record) for record in list(self._queue)]
-        try:
-            lines = [item.line for item in self._batch]
-            self._batch.clear()
-            while self._queue:
-                lines.append(self._seal(self._queue.popleft()).line)
-            return lines
-        finally:
-            self._lock.release()
-
-    def _run(self) -> None:
-        backoff = 0.0
-        while not self._abandon.is_set():
-            if backoff:
-                self._abandon.wait(backoff)  # keep retrying; only abandon cuts it short
-            elif self._wake.wait(self._tick_interval) and not self._stopping:
-                # Let a few more records arrive: one batch, one write, one fsync.
-                time.sleep(LINGER_SECONDS)
-            self._wake.clear()
-            with self._lock:
-                if self._abandon.is_set():
-                    return
-                if self._drain():
-                    backoff = 0.0
-                else:
-                    floor = self._retry_interval / 20
-                    backoff = min(self._retry_interval, max(floor, backoff * 2))
-                    continue
-                if self._stopping and not self._queue and not self._closed:
-                    self._closed = True
-                    if self._closing_record is not None:
-                        self._queue.append(self._closing_record())
-                        if not self._drain():
-                            self._closed = False
-                            backoff = self._retry_interval / 20
-                            continue
-                    self._close_sink()
-                    return
-
-    def _drain(self) -> bool:
-        """Write everything queued; False (and unhealthy) at the first failure."""
-        while True:
-            if not self._batch:
-                while self._queue and len(self._batch) < self.sink.batch_size:
-                    self._batch.append(self._seal(self._queue.popleft()))
-                    if len(self._batch) % YIELD_EVERY == 0:
-                        # Sealing is pure CPU under the GIL: let the event loop in now
-                        # and then, or a burst would hold it for a switch interval.
-                        time.sleep(0)
-            try:
-                if not self._batch:
-                    self.sink.tick()
-                    return True
-                self.sink.write(self._batch)
-            except SinkError as exc:
-                del self._batch[: exc.written]
-                self._failed(exc)
-                return False
-            except Exception as exc:  # a sink bug must not end the thread: retry
-                self._failed(exc)
-                return False
-            self.written += len(self._batch)
-            self._batch.clear()
-            if not self.healthy:
-                log.warning("audit_sink_recovered", sink=self.sink.name, failures=self.failures)
-            self.healthy = True
-
-    def _seal(self, record: dict[str, Any]) -> Sealed:
-        document, event_type = render(record, self.record_format)
-        sealed, line = self.chain.seal(document)
-        return Sealed(sealed, line, event_type)
-
-    def _failed(self, exc: BaseException) -> None:
-        self.failures += 1
-        self.last_error = str(exc)
-        now = time.monotonic()
-        if self.healthy or now - self._last_alert >= ALERT_EVERY_SECONDS:
-            self._last_alert = now
-            log.error(
-                "audit_sink_failed",
-                sink=self.sink.name,
-                error=str(exc),
-                pending=self.depth(),
-                failures=self.failures,
-            )
-        self.healthy = False
-
-    def _close_sink(self) -> None:
-        try:
-            self.sink.close()
-        except Exception as exc:
-            log.error("audit_sink_close_failed", sink=self.sink.name, error=str(exc))
+    decision: dict[str, Any]
+    ref: DecisionRef
+    forwarded: bool = False  # the decision is durable (or fail-open) and the call left
 
 
 class AuditTrail:
-    """The pipeline's audit observer: every answered call becomes one record in every sink.
+    """The pipeline's audit observer: every answered call leaves its record in every sink.
+
+    A call about to be forwarded (``write_ahead``: mutating methods by default) first
+    leaves a DECISION record and waits until every sink has stored it (group-committed
+    by the writer threads); its OUTCOME record follows the answer. Other calls leave one
+    REQUEST record after the answer.
 
     Capacity bounds the records waiting for the slowest sink. A request is admitted
     (``admit``, the check_audit_ready stage) only while there is room, after waiting up
@@ -255,7 +109,13 @@ class AuditTrail:
         capacity: int = 10000,
         backpressure_timeout: float = 1.0,
         flush_timeout: float = 30.0,
+        write_ahead: str = "mutating",
+        write_ahead_timeout: float = 5.0,
     ) -> None:
+        if write_ahead not in WRITE_AHEAD_SCOPES:
+            raise ValueError(
+                f"write_ahead must be one of {WRITE_AHEAD_SCOPES}, not {write_ahead!r}"
+            )
         self.workers = list(workers)
         self.instance = instance
         self.redactor = redactor
@@ -263,8 +123,15 @@ class AuditTrail:
         self.capacity = capacity
         self.backpressure_timeout = backpressure_timeout
         self.flush_timeout = flush_timeout
+        self.write_ahead_scope = write_ahead
+        self.write_ahead_timeout = write_ahead_timeout
         self.dropped = 0  # alert counter: records never accepted (reported in audit_gap)
         self.refused = 0  # requests answered 503 audit_unavailable
+        self.write_ahead_failed = 0  # decisions not stored in time (refused, or fail-open)
+        self.executions = 0  # EXECUTION records queued
+        self.executions_unmatched = 0  # notifications that followed no decision of ours
+        self.index = DecisionIndex(EXECUTION_JOIN_SIZE, EXECUTION_JOIN_SECONDS)
+        self._in_flight: dict[str, InFlight] = {}
         self._gap: dict[str, Any] | None = None
         self._last_drop_alert = 0.0
         self._closing = False
@@ -289,6 +156,9 @@ class AuditTrail:
             "sink_failures": self.failures,
             "dropped": self.dropped,
             "refused": self.refused,
+            "write_ahead_failed": self.write_ahead_failed,
+            "executions": self.executions,
+            "batches": min((worker.batches for worker in self.workers), default=0),
         }
 
     def start(self) -> None:
@@ -308,25 +178,137 @@ class AuditTrail:
 
     def observe(self, call: Call) -> None:
         """CallObserver: build and queue the record; never raises, never blocks."""
+        flight = self._in_flight.pop(call.request_id, None)
+        if flight is not None:
+            self._observe_outcome(call, flight)
+            return
         try:
             record = build_record(call, self.instance, self.redactor)
         except Exception as exc:
             log.exception("audit_record_failed", request_id=call.request_id)
             record = fallback_record(call, self.instance, exc)
         self.offer(record)
+        if call.exchange.request_id is not None and call.method not in READ_ONLY_METHODS:
+            # Forwarded without write-ahead: Nova's notifications may still join it.
+            ref = self._ref(call)
+            self.index.add(ref)
+            self.index.answered(ref, call.exchange.request_id)
 
-    def offer(self, record: dict[str, Any]) -> None:
+    def _observe_outcome(self, call: Call, flight: InFlight) -> None:
+        try:
+            record = build_outcome_record(
+                call, self.instance, self.redactor, forwarded=flight.forwarded
+            )
+        except Exception as exc:
+            log.exception("audit_record_failed", request_id=call.request_id)
+            record = fallback_record(call, self.instance, exc, event=OUTCOME)
+        if flight.forwarded and call.exchange.request_id is not None:
+            self.index.answered(flight.ref, call.exchange.request_id)
+        self.offer(record, flight.decision)
+
+    def wants_write_ahead(self, call: Call) -> bool:
+        if self.write_ahead_scope == "off":
+            return False
+        return self.write_ahead_scope == "all" or call.method not in READ_ONLY_METHODS
+
+    async def write_ahead(self, call: Call) -> None:
+        """Store the call's DECISION record in every sink before the call is forwarded.
+
+        Group commit: the record joins the writer's next batch (no lingering while someone
+        waits), so concurrent calls share one write and one fsync. A decision not stored
+        within ``write_ahead_timeout`` (or a sink failing) is a 503 when fail-closed;
+        fail-open forwards anyway. Either way the OUTCOME record follows it.
+        """
+        if not self.wants_write_ahead(call):
+            return
+        room = self.depth() < self.capacity * 2
+        if self.fail_closed and not (room and self.healthy):
+            self.refused += 1
+            raise unavailable()  # nothing queued: the REQUEST record tells this refusal
+        if not room:
+            return  # fail-open and full: forwarded unrecorded, counted in the audit_gap
+        try:
+            record = build_decision_record(call, self.instance, self.redactor)
+        except Exception as exc:
+            log.exception("audit_record_failed", request_id=call.request_id)
+            record = fallback_record(call, self.instance, exc, event=DECISION)
+        flight = InFlight(record, self._ref(call))
+        self._in_flight[call.request_id] = flight
+        self.index.add(flight.ref)
+        if not self.healthy:
+            # fail-open with a failing sink: the decision waits in the queue for the sink
+            # to recover; the call does not wait for it.
+            self.write_ahead_failed += 1
+            self.offer(record)
+            flight.forwarded = True
+            return
+        loop = asyncio.get_running_loop()
+        waiters = [Waiter(loop, loop.create_future()) for _ in self.workers]
+        self._flush_gap()
+        for worker, waiter in zip(self.workers, waiters, strict=True):
+            worker.put(record, None, waiter)
+        try:
+            async with asyncio.timeout(self.write_ahead_timeout):
+                for waiter in waiters:
+                    await waiter.future
+        except (TimeoutError, SinkError) as exc:
+            self._abandon(waiters)
+            self.write_ahead_failed += 1
+            if self.fail_closed:
+                self.refused += 1
+                raise unavailable() from None
+            log.error("audit_write_ahead_skipped", request_id=call.request_id, error=str(exc))
+        except asyncio.CancelledError:
+            self._abandon(waiters)  # the client went away: never forwarded
+            raise
+        flight.forwarded = True
+
+    @staticmethod
+    def _abandon(waiters: Sequence[Waiter]) -> None:
+        for waiter in waiters:
+            waiter.future.cancel()
+
+    def _ref(self, call: Call) -> DecisionRef:
+        return DecisionRef(
+            call.request_id,
+            call.global_request_id or call.request_id,  # what Nova gets as its global id
+            call.route.server_id if call.route is not None else None,
+            call.action_key,
+        )
+
+    def record_execution(self, execution: Execution) -> bool:
+        """A notification feed's entry point: record what Nova says it did with an action.
+
+        Call it on the event loop, once per ``instance.*`` notification. An EXECUTION
+        record (started / ended / failed) follows the DECISION it belongs to when the
+        notification names a server and request id this worker forwarded in the last
+        EXECUTION_JOIN_SECONDS; True if it did, False if it is about no action of ours
+        (another worker's, another gateway's, or a direct call to Nova).
+        """
+        phase = phase_of(execution.event_type)
+        if phase is None:
+            return False
+        ref = self.index.find(execution)
+        if ref is None:
+            self.executions_unmatched += 1
+            return False
+        self.offer(build_execution_record(ref, execution, phase, self.instance))
+        self.executions += 1
+        return True
+
+    def offer(self, record: dict[str, Any], context: Mapping[str, Any] | None = None) -> None:
         if self.depth() >= self.capacity * 2:
             self._count_drop(record)
             return
+        self._flush_gap()
+        for worker in self.workers:
+            worker.put(record, context)
+
+    def _flush_gap(self) -> None:
         if self._gap is not None:
             gap, self._gap = self._gap, None
-            self._put(gap)
-        self._put(record)
-
-    def _put(self, record: dict[str, Any]) -> None:
-        for worker in self.workers:
-            worker.put(record)
+            for worker in self.workers:
+                worker.put(gap)
 
     def _count_drop(self, record: Mapping[str, Any]) -> None:
         self.dropped += 1
@@ -343,7 +325,7 @@ class AuditTrail:
         self._gap["dropped"] += 1
         self._gap["last_time"] = record.get("time")
         statuses = self._gap["statuses"]
-        status = str(decision.get("status"))
+        status = str(record.get("status", decision.get("status")))
         statuses[status] = statuses.get(status, 0) + 1
         now = time.monotonic()
         if now - self._last_drop_alert >= ALERT_EVERY_SECONDS:
@@ -374,9 +356,7 @@ class AuditTrail:
         if self._closing:
             return
         self._closing = True
-        if self._gap is not None:
-            gap, self._gap = self._gap, None
-            self._put(gap)
+        self._flush_gap()
         for worker in self.workers:
             worker.stop()
         flushed = await asyncio.to_thread(self._join_all, self.flush_timeout)
@@ -415,6 +395,12 @@ def build_audit_trail(conf: cfg.ConfigOpts) -> AuditTrail | None:
     key = load_key(group.hmac_key_file)
     instance = Instance.current()
     stem = file_stem(instance.host, instance.pid)
+    witness = WitnessPolicy(
+        build_witnesses(group.witness_directory, group.witness_redis_url, group.witness_key_prefix),
+        key,
+        every=group.witness_every,
+        interval=group.witness_interval,
+    )
     workers: list[SinkWorker] = []
     for name in group.sinks:
         sink: Sink
@@ -428,16 +414,17 @@ def build_audit_trail(conf: cfg.ConfigOpts) -> AuditTrail | None:
                 rotate_seconds=group.file_rotate_seconds,
             )
             record_format = group.file_format
-            tick = min(1.0, group.file_fsync_interval)
+            tick = min(1.0, group.file_fsync_interval, group.witness_interval)
         else:
             sink = MessagingSink(
                 group.messaging_transport_url,
                 group.messaging_topics,
                 f"nova-gateway.{instance.host}",
                 driver=group.messaging_driver,
+                exchange=group.messaging_exchange,
             )
             record_format = group.messaging_format
-            tick = 1.0
+            tick = min(1.0, group.witness_interval)
         chain = Chain(key, f"{stem}/{name}")
 
         def closing(sink_name: str = name) -> dict[str, Any]:
@@ -451,6 +438,7 @@ def build_audit_trail(conf: cfg.ConfigOpts) -> AuditTrail | None:
                 retry_interval=group.retry_interval,
                 tick_interval=tick,
                 closing_record=closing,
+                witness=witness,
             )
         )
     trail = AuditTrail(
@@ -461,6 +449,8 @@ def build_audit_trail(conf: cfg.ConfigOpts) -> AuditTrail | None:
         capacity=group.queue_size,
         backpressure_timeout=group.backpressure_timeout,
         flush_timeout=group.flush_timeout,
+        write_ahead=group.write_ahead,
+        write_ahead_timeout=group.write_ahead_timeout,
     )
     trail.start()
     return trail

@@ -94,15 +94,25 @@ def start_audited_gateway(
 
 
 def audit_records(audit_dir: Path) -> list[dict[str, Any]]:
-    """Every complete request record (a line still being appended is left for the next read)."""
-    records: list[dict[str, Any]] = []
+    """Every complete call record: a request record, or a write-ahead decision with its
+    outcome's answer (status, upstream) joined in by request id. A line still being
+    appended is left for the next read."""
+    deciding: list[dict[str, Any]] = []
+    outcomes: dict[str, dict[str, Any]] = {}
     for path in sorted(audit_dir.glob("*.jsonl")):
         for line in path.read_text(encoding="ascii").splitlines(keepends=True):
             if line.endswith("\n"):
                 record = json.loads(line)
-                if record.get("event") == "request":
-                    records.append(record)
-    return records
+                if record.get("event") in ("request", "decision"):
+                    deciding.append(record)
+                elif record.get("event") == "outcome":
+                    outcomes[record["request_id"]] = record
+    for record in deciding:
+        outcome = outcomes.get(record["request_id"])
+        if record["event"] == "decision":
+            record["upstream"] = outcome["upstream"] if outcome is not None else None
+            record["decision"]["status"] = outcome["status"] if outcome is not None else None
+    return deciding
 
 
 async def instance_actions(

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
-import threading
 import uuid
-import warnings
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -22,7 +19,6 @@ from urllib.parse import urlsplit
 import pytest
 
 from gateway.audit.chain import Where, line_of, read_entry, verify
-from tests.conftest import skip_or_fail
 from tests.support.audit import (
     KEY,
     Answer,
@@ -32,65 +28,15 @@ from tests.support.audit import (
     wait_until,
     write_key,
 )
+from tests.support.bus import broker_address, listener, require_rabbit
 from tests.support.gateway import base_url, running_gateway
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 
-RABBIT_URL = os.environ.get("NOVA_GATEWAY_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
-
-
-def _broker() -> tuple[str, int]:
-    parts = urlsplit(RABBIT_URL)
-    return parts.hostname or "127.0.0.1", parts.port or 5672
-
 
 @pytest.fixture(scope="module")
 def rabbit() -> str:
-    try:
-        socket.create_connection(_broker(), timeout=2).close()
-    except OSError as exc:
-        skip_or_fail(f"RabbitMQ not reachable at {_broker()}: {exc}")
-    return RABBIT_URL
-
-
-class Received:
-    """Notifications one oslo.messaging listener got: (event_type, payload, publisher)."""
-
-    def __init__(self) -> None:
-        self.items: list[tuple[str, dict[str, Any], str]] = []
-        self.lock = threading.Lock()
-
-    def info(
-        self, ctxt: Any, publisher_id: str, event_type: str, payload: Any, metadata: Any
-    ) -> None:
-        with self.lock:
-            self.items.append((event_type, payload, publisher_id))
-
-    def payloads(self) -> list[dict[str, Any]]:
-        with self.lock:
-            return [payload for _, payload, _ in self.items]
-
-
-@contextlib.contextmanager
-def listener(url: str, topic: str) -> Iterator[Received]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import oslo_messaging
-        from oslo_config import cfg
-    conf = cfg.ConfigOpts()
-    conf([], project="audit-test-consumer", default_config_files=[], default_config_dirs=[])
-    transport = oslo_messaging.get_notification_transport(conf, url=url)
-    received = Received()
-    server = oslo_messaging.get_notification_listener(
-        transport, [oslo_messaging.Target(topic=topic)], [received], executor="threading"
-    )
-    server.start()
-    try:
-        yield received
-    finally:
-        server.stop()
-        server.wait()
-        transport.cleanup()
+    return require_rabbit()
 
 
 def check_chain(payloads: list[dict[str, Any]]) -> Any:
@@ -100,16 +46,17 @@ def check_chain(payloads: list[dict[str, Any]]) -> Any:
 
 
 async def test_records_reach_a_notification_listener(rabbit: str, tmp_path: Path) -> None:
-    topic = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
+    topic = exchange = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
     overrides = audit_overrides(
         tmp_path / "trail",
         write_key(tmp_path),
         sinks=["messaging", "file"],
         messaging_transport_url=rabbit,
         messaging_topics=[topic],
+        messaging_exchange=exchange,
     )
     answers: list[Answer] = []
-    with listener(rabbit, topic) as received:
+    with listener(rabbit, topic, exchange) as received:
         async with simulator() as sim, running_gateway(sim.url, overrides) as listeners:
             base = base_url(listeners)
             action = f"/v2.1/servers/{sim.seeded('p1')}/action"
@@ -120,17 +67,25 @@ async def test_records_reach_a_notification_listener(rabbit: str, tmp_path: Path
             answers.append(
                 await send(base, "POST", action, body={"unpause": None}, token="carol:p1:reader")
             )
-        # opened + 3 requests + closed, delivered before the gateway finished closing.
-        await wait_until(lambda: len(received.items) >= 5, timeout=20, what="5 notifications")
+        # opened, 2 x (decision, outcome), 1 request, closed: delivered (and confirmed by
+        # the broker) before the gateway finished closing.
+        await wait_until(lambda: len(received.items) >= 7, timeout=20, what="7 notifications")
     assert [answer.status for answer in answers] == [202, 202, 403]
     event_types = [event_type for event_type, _, _ in received.items]
-    assert event_types == ["nova_gateway.audit.chain"] + ["audit.http.response"] * 3 + [
-        "nova_gateway.audit.chain"
+    assert event_types == [
+        "nova_gateway.audit.chain",
+        *["audit.http.request", "audit.http.response"] * 2,  # written ahead, then answered
+        "audit.http.response",  # the refusal: one record, after the answer
+        "nova_gateway.audit.chain",
     ]
     assert {publisher for _, _, publisher in received.items} == {
         f"nova-gateway.{socket.gethostname()}"
     }
-    events = received.payloads()[1:4]
+    payloads = received.payloads()
+    pending = [payloads[1], payloads[3]]
+    assert [event["outcome"] for event in pending] == ["pending", "pending"]
+    assert [p["id"] for p in pending] == [payloads[2]["id"], payloads[4]["id"]]
+    events = [payloads[2], payloads[4], payloads[5]]
     assert [event["action"] for event in events] == [
         "update/changePassword", "update/pause", "update/unpause",
     ]  # fmt: skip
@@ -138,9 +93,10 @@ async def test_records_reach_a_notification_listener(rabbit: str, tmp_path: Path
     assert [event["reason"]["reasonCode"] for event in events] == ["202", "202", "403"]
     gateway_records = [event["attachments"][0]["content"] for event in events]
     assert [r["global_request_id"] for r in gateway_records] == [a.global_id for a in answers]
+    assert [r["event"] for r in gateway_records] == ["outcome", "outcome", "request"]
     assert "S3CR3T" not in repr(received.payloads())
     report = check_chain(received.payloads())
-    assert report.problem is None and report.closed and report.last_seq == 5
+    assert report.problem is None and report.closed and report.last_seq == 7
 
 
 class Forwarder:
@@ -184,7 +140,7 @@ class Forwarder:
 
 @contextlib.asynccontextmanager
 async def forwarder() -> AsyncIterator[Forwarder]:
-    relay = Forwarder(_broker())
+    relay = Forwarder(broker_address())
     await relay.up()
     try:
         yield relay
@@ -194,10 +150,10 @@ async def forwarder() -> AsyncIterator[Forwarder]:
 
 
 async def test_broker_outage_fails_closed_and_loses_nothing(rabbit: str, tmp_path: Path) -> None:
-    topic = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
+    topic = exchange = f"nova_gateway_audit_test_{uuid.uuid4().hex[:8]}"
     parts = urlsplit(rabbit)
     answers: list[Answer] = []
-    with listener(rabbit, topic) as received:
+    with listener(rabbit, topic, exchange) as received:
         async with forwarder() as relay, simulator() as sim:
             via_relay = f"rabbit://{parts.username}:{parts.password}@127.0.0.1:{relay.port}/"
             overrides = audit_overrides(
@@ -206,6 +162,7 @@ async def test_broker_outage_fails_closed_and_loses_nothing(rabbit: str, tmp_pat
                 sinks=["messaging"],
                 messaging_transport_url=via_relay,
                 messaging_topics=[topic],
+                messaging_exchange=exchange,
                 messaging_format="json",
             )
             async with running_gateway(sim.url, overrides) as listeners:

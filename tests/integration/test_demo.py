@@ -87,6 +87,16 @@ def test_demo_lines_answer_as_printed(demo: ServerProcess, tmp_path: Path) -> No
             timeout=60,
         )
         assert result.returncode == 0, result.stdout + result.stderr
+        query = shlex.split(next(line for line in lines if "audit query" in line))
+        denials = subprocess.run(
+            [sys.executable, "-m", "gateway", *query[1:]],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert denials.returncode == 0, denials.stdout + denials.stderr
+        assert " deny " in denials.stdout and "verified intact" in denials.stdout
         records = "".join(path.read_text() for path in (tmp_path / "demo-data/audit").iterdir())
         assert "alice:p1" not in records and "carol:p1:reader" not in records
     finally:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -118,12 +119,21 @@ def read_records(directory: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in read_lines(directory)]
 
 
+DECIDING = ("request", "decision")  # the records that hold a call's whole decision
+
+
 def requests_by_global_id(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The deciding records (request, or a write-ahead decision) by global request id."""
     by_id: dict[str, list[dict[str, Any]]] = {}
     for record in records:
-        if record.get("event") == "request":
+        if record.get("event") in DECIDING:
             by_id.setdefault(str(record.get("global_request_id")), []).append(record)
     return by_id
+
+
+def outcomes_of(records: list[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
+    """The outcome records that follow the decision with this (gateway) request id."""
+    return [r for r in records if r.get("event") == "outcome" and r["request_id"] == request_id]
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
@@ -131,3 +141,61 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what:
     while not predicate():
         assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
         await asyncio.sleep(0.01)
+
+
+class GatedSink:
+    """A real sink behind a gate the test opens and closes: a disk that stalls on demand.
+
+    Not a mock: every line reaches the wrapped sink. ``writes`` holds each batch's size;
+    ``entered`` is set when a write reaches the closed gate.
+    """
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.name = sink.name
+        self.batch_size = sink.batch_size
+        self.writes: list[int] = []
+        self.entered = threading.Event()
+        self._open = threading.Event()
+        self._open.set()
+
+    def hold(self) -> None:
+        self.entered.clear()
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def write(self, batch: Any) -> None:
+        if not self._open.is_set():
+            self.entered.set()
+            self._open.wait(30)
+        self.sink.write(batch)
+        self.writes.append(len(batch))
+
+    def tick(self) -> None:
+        self.sink.tick()
+
+    def close(self) -> None:
+        self.sink.close()
+
+
+def action_call(server_id: str = "srv-1", method: str = "POST") -> Any:
+    """A Call as the pipeline leaves it when it allows ``pause`` on ``server_id`` (another
+    method: that method on the server itself, e.g. DELETE)."""
+    from gateway.call import Call
+    from gateway.nova import routing
+    from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS
+
+    action = method == "POST"
+    target = f"/v2.1/servers/{server_id}" + ("/action" if action else "")
+    call = Call(f"req-{uuid.uuid4()}", method, target, [], "127.0.0.1", "http", "h")
+    path, query = routing.split_target(target, 4096)
+    call.route = routing.classify(method, path, query)
+    if action:
+        call.action = BY_KEY["pause"]
+        call.action_body = {"pause": None}
+    else:
+        call.action = SERVER_RESOURCE_ACTIONS.get(method)
+    call.decision = "allow"
+    return call

@@ -21,7 +21,8 @@ from gateway.audit import cli as audit_cli
 from gateway.audit.chain import CLOSED, Chain, Where, read_entry, verify
 from gateway.audit.records import Instance, Redactor, timestamp
 from gateway.audit.sinks import FileSink, Sealed
-from gateway.audit.trail import AuditTrail, SinkWorker, build_audit_trail, control_record
+from gateway.audit.trail import AuditTrail, build_audit_trail, control_record
+from gateway.audit.worker import SinkWorker
 from gateway.call import Call
 from gateway.nova.faults import Fault
 from tests.support.audit import (

@@ -1,4 +1,6 @@
-"""The audit record of each pipeline outcome: exactly one per answered request, every field.
+"""The audit records of each pipeline outcome: one deciding record per answered request
+(a refusal or a read: its request record; a forwarded action: its write-ahead decision
+and then its outcome), every field.
 
 Drives the real gateway in-process in front of the simulator and reads the file trail back
 after a graceful close (which flushes it).
@@ -17,6 +19,7 @@ from tests.support.audit import (
     KEY,
     Answer,
     audit_overrides,
+    outcomes_of,
     read_records,
     requests_by_global_id,
     send,
@@ -47,22 +50,39 @@ async def run(tmp_path: Path, script: Any, **options: Any) -> list[dict[str, Any
     return read_records(trail)
 
 
-def check_common(record: dict[str, Any], answer: Answer) -> None:
+def check_common(
+    record: dict[str, Any], answer: Answer, records: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """The fields every deciding record has; the outcome that follows a decision, if any."""
     assert record["schema"] == "nova-gateway.audit/1"
-    assert record["event"] == "request"
     assert record["global_request_id"] == answer.global_id
     assert record["request_id"].startswith("req-") and record["request_id"] != answer.global_id
-    assert record["decision"]["status"] == answer.status
     assert record["instance"]["pid"] > 0 and record["instance"]["host"]
     assert record["time"].endswith("+00:00")
-    assert record["latency_us"]["total"] >= record["latency_us"]["decided"] >= 0
+    outcomes = outcomes_of(records, record["request_id"])
+    if record["event"] == "request":
+        assert outcomes == []
+        assert record["decision"]["status"] == answer.status
+        assert record["latency_us"]["total"] >= record["latency_us"]["decided"] >= 0
+        outcome = None
+    else:
+        assert record["event"] == "decision"
+        assert record["decision"]["status"] is None  # decided, not yet answered
+        assert record["latency_us"]["decided"] >= 0 and "total" not in record["latency_us"]
+        [outcome] = outcomes
+        assert outcome["status"] == answer.status and outcome["forwarded"] is True
+        assert outcome["global_request_id"] == answer.global_id
+        assert outcome["latency_us"]["total"] >= outcome["latency_us"]["decided"] >= 0
+        assert outcome["seq"] > record["seq"]  # the decision came first, in the same chain
+        assert outcome["chain"] == record["chain"]
     assert record["initiator"]["address"] == "127.0.0.1"
     assert record["initiator"]["user_agent"] == "audit-tests/1.0"
     assert isinstance(record["seq"], int) and len(record["prev"]) == 64
     assert len(record["hmac"]) == 64
+    return outcome
 
 
-async def test_every_outcome_writes_exactly_one_record(tmp_path: Path) -> None:
+async def test_every_outcome_writes_exactly_one_deciding_record(tmp_path: Path) -> None:
     rules = tmp_path / "limits.yaml"
     rules.write_text("rules:\n  - name: reboots\n    limit: 1 per minute\n    actions: [reboot]\n")
     answers: dict[str, Answer] = {}
@@ -93,14 +113,19 @@ async def test_every_outcome_writes_exactly_one_record(tmp_path: Path) -> None:
 
     records = await run(tmp_path, script, **{"rate_limit.rules_file": str(rules)})
     assert [a.status for a in answers.values()] == [202, 403, 400, 401, 404, 202, 429, 200, 502]
-    requests = [r for r in records if r["event"] == "request"]
-    assert len(requests) == len(answers)  # nothing else, nothing twice
-    for answer in answers.values():
-        check_common(only_record(records, answer), answer)
+    deciding = [r for r in records if r["event"] in ("request", "decision")]
+    assert len(deciding) == len(answers)  # nothing else, nothing twice
+    outcomes = {
+        name: check_common(only_record(records, a), a, records) for name, a in answers.items()
+    }
+    # Write-ahead for the forwarded actions only: refusals and reads are recorded after.
+    written_ahead = {name for name, outcome in outcomes.items() if outcome is not None}
+    assert written_ahead == {"allowed", "first_reboot"}
+    assert len([r for r in records if r["event"] == "outcome"]) == 2
 
     allowed = only_record(records, answers["allowed"])
     assert allowed["decision"] | {"verdicts": None} == {
-        "outcome": "allow", "status": 202, "reason": None, "message": None, "rule": PAUSE,
+        "outcome": "allow", "status": None, "reason": None, "message": None, "rule": PAUSE,
         "verdicts": None, "would_deny": [],
     }  # fmt: skip
     assert allowed["decision"]["verdicts"] == [{"rule": PAUSE, "outcome": "allowed"}]
@@ -117,8 +142,12 @@ async def test_every_outcome_writes_exactly_one_record(tmp_path: Path) -> None:
     target = allowed["target"]
     assert target["project_id"] == "p1" and target["server_id"] in allowed["request"]["path"]
     assert target["server"]["status"] == "ACTIVE"
-    assert allowed["upstream"]["status"] == 202 and allowed["upstream"]["error"] is None
-    assert allowed["upstream"]["latency_us"] > 0
+    assert "upstream" not in allowed  # known only after the answer: in the outcome
+    outcome = outcomes["allowed"]
+    assert outcome is not None
+    assert outcome["upstream"]["status"] == 202 and outcome["upstream"]["error"] is None
+    assert outcome["upstream"]["latency_us"] > 0 and outcome["upstream"]["request_id"]
+    assert (outcome["outcome"], outcome["reason"], outcome["message"]) == ("allow", None, None)
 
     denied = only_record(records, answers["denied"])["decision"]
     assert (denied["outcome"], denied["reason"], denied["rule"]) == (
@@ -162,7 +191,8 @@ async def test_dry_run_rules_are_recorded_as_would_deny(tmp_path: Path) -> None:
     record = only_record(records, answers[0])
     decision = record["decision"]
     # The gateway let it through (dry run); Nova itself then refused it.
-    assert answers[0].status == 403 and record["upstream"]["status"] == 403
+    [outcome] = outcomes_of(records, record["request_id"])
+    assert answers[0].status == 403 and outcome["upstream"]["status"] == 403
     assert decision["outcome"] == "allow" and decision["reason"] is None
     assert decision["would_deny"] == [PAUSE] and decision["rule"] == PAUSE
 
@@ -197,8 +227,15 @@ async def test_cadf_records_look_like_keystonemiddleware_events(tmp_path: Path) 
     events = [
         r for r in records if r.get("typeURI") == "http://schemas.dmtf.org/cloud/audit/1.0/event"
     ]
-    assert len(events) == 2
-    allowed, denied = events
+    # The allowed call: its request event (pending) before forwarding, then the same
+    # event answered, as keystonemiddleware sends audit.http.request then .response.
+    assert len(events) == 3
+    pending, allowed, denied = events
+    assert pending["id"] == allowed["id"] and pending["outcome"] == "pending"
+    assert "reporterchain" not in pending
+    assert pending["reason"] == {"policyType": "oslo.policy", "policyId": PAUSE}
+    assert pending["attachments"][0]["content"]["event"] == "decision"
+    assert allowed["attachments"][0]["content"]["event"] == "outcome"
     assert allowed["eventType"] == "activity"
     assert allowed["action"] == "update/pause" and denied["action"] == "update/lock"
     assert allowed["outcome"] == "success" and denied["outcome"] == "failure"
@@ -220,6 +257,7 @@ async def test_cadf_records_look_like_keystonemiddleware_events(tmp_path: Path) 
     [attachment] = allowed["attachments"]
     assert attachment["name"] == "nova_gateway"
     assert attachment["content"]["global_request_id"] == answers[0].global_id
+    assert denied["attachments"][0]["content"]["event"] == "request"
     # The chain seals CADF lines exactly as it seals JSON ones.
     key_file = tmp_path / "k"
     key_file.write_bytes(KEY)

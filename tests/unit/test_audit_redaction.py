@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from gateway.audit.chain import Chain
 from gateway.audit.records import REDACTED, Instance, Redactor, build_record, scrub_message
-from gateway.audit.trail import render
+from gateway.audit.worker import render
 from gateway.call import Call
 from gateway.identity.credentials import Credentials
 from gateway.nova.catalogue import ACTIONS, ActionSpec
