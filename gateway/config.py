@@ -314,9 +314,13 @@ rate_limit_opts: list[cfg.Opt] = [
         "storage_url",
         default="memory://",
         help="Where the counters live: memory:// (inside each worker process: every worker "
-        "and replica counts alone) or async+redis://HOST:PORT/DB (also async+rediss://, "
-        "async+redis+sentinel://, async+redis+cluster://), shared by all workers and "
-        "replicas.",
+        "and replica counts alone), or shared by all workers and replicas: "
+        "async+redis://[:PASSWORD@]HOST:PORT/DB (async+rediss:// for TLS); "
+        "async+redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../SERVICE (Redis with "
+        "Sentinel: the gateway asks the sentinels for the primary, and again after a "
+        "failover; the password is sent to the sentinels and to Redis); "
+        "async+redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,... (Redis Cluster). "
+        "Counters are always read and written on the primary.",
     ),
     cfg.StrOpt(
         "strategy",
