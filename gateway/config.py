@@ -56,6 +56,17 @@ gateway_opts: list[cfg.Opt] = [
         default=30.0,
         help="On SIGTERM, seconds to let in-flight requests finish before closing.",
     ),
+    cfg.BoolOpt(
+        "access_log",
+        default=False,
+        help="Log one JSON line per answered request of the API listener on stderr "
+        "(event 'request': request_id, upstream_request_id when Nova answered, method, "
+        "path without the query string, status, seconds, bytes, peer, user_id, "
+        "project_id, action, decision, and the refusing gate as reason). Written by a "
+        "thread, never by the event loop; lines are dropped and counted if stderr is read "
+        "too slowly. Off: no per-request lines (the audit trail records every call). The "
+        "admin listener never logs requests.",
+    ),
     cfg.ListOpt(
         "trusted_proxies",
         default=[],
