@@ -21,7 +21,7 @@ quietly() {
 if [ ! -x .venv/bin/python ]; then
   echo "== creating .venv (one minute; the installers' output goes to $install_log)"
   "$python" -m venv .venv
-  quietly "upgrading pip" .venv/bin/python -m pip install --upgrade pip
+  quietly "upgrading pip" .venv/bin/python -m pip install -c constraints.txt --upgrade pip
 fi
 stamp=.venv/.installed-$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)-${extras//,/-}
 if [ ! -f "$stamp" ]; then
