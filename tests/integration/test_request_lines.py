@@ -97,7 +97,8 @@ async def test_request_lines_are_json_with_the_request_id_and_nothing_secret(
     assert first["level"] == "info" and first["timestamp"].endswith("Z")
     # Refused by the gateway: the id is the gateway's, and the gate is named.
     assert second["request_id"] == refused[1] and "upstream_request_id" not in second
-    assert (second["status"], second["decision"], second["reason"]) == (401, "deny", "token_missing")
+    refusal = (second["status"], second["decision"], second["reason"])
+    assert refusal == (401, "deny", "token_missing")
     assert "user_id" not in second
     assert third["request_id"] == denied[1]
     assert (third["status"], third["action"], third["reason"]) == (403, "pause", "policy")
