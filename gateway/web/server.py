@@ -93,6 +93,10 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
         keepalive_timeout=conf.limits.idle_timeout,
         # aiohttp logs malformed requests with their raw bytes (X-Auth-Token included).
         logger=logs.http_server_logger(),
+        # The gate refuses compressed bodies (415) before reading them, so aiohttp must
+        # never inflate one: a body labelled gzip that is not made its parser fail while
+        # it drained the refused request, and the connection was reset under the 415.
+        auto_decompress=False,
         # Off: no access logger at all, so aiohttp skips the call per request.
         access_log=access_log.placeholder_logger() if request_lines is not None else None,
         access_log_class=(
