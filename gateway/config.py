@@ -56,6 +56,17 @@ gateway_opts: list[cfg.Opt] = [
         default=30.0,
         help="On SIGTERM, seconds to let in-flight requests finish before closing.",
     ),
+    cfg.BoolOpt(
+        "access_log",
+        default=False,
+        help="Log one JSON line per answered request of the API listener on stderr "
+        "(event 'request': request_id, upstream_request_id when Nova answered, method, "
+        "path without the query string, status, seconds, bytes, peer, user_id, "
+        "project_id, action, decision, and the refusing gate as reason). Written by a "
+        "thread, never by the event loop; lines are dropped and counted if stderr is read "
+        "too slowly. Off: no per-request lines (the audit trail records every call). The "
+        "admin listener never logs requests.",
+    ),
     cfg.ListOpt(
         "trusted_proxies",
         default=[],
@@ -358,9 +369,13 @@ rate_limit_opts: list[cfg.Opt] = [
         "storage_url",
         default="memory://",
         help="Where the counters live: memory:// (inside each worker process: every worker "
-        "and replica counts alone) or async+redis://HOST:PORT/DB (also async+rediss://, "
-        "async+redis+sentinel://, async+redis+cluster://), shared by all workers and "
-        "replicas.",
+        "and replica counts alone), or shared by all workers and replicas: "
+        "async+redis://[:PASSWORD@]HOST:PORT/DB (async+rediss:// for TLS); "
+        "async+redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../SERVICE (Redis with "
+        "Sentinel: the gateway asks the sentinels for the primary, and again after a "
+        "failover; the password is sent to the sentinels and to Redis); "
+        "async+redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,... (Redis Cluster). "
+        "Counters are always read and written on the primary.",
     ),
     cfg.StrOpt(
         "strategy",

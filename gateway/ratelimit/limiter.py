@@ -17,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import partial
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import structlog
 from limits import RateLimitItem, parse
@@ -162,6 +162,7 @@ class RateLimiter:
             TimeoutError,
             OSError,
             *_as_tuple(self.storage.base_exceptions),
+            *_cluster_errors(self.storage),
         )
         self.storage_errors = 0  # storage failures seen (sampled by metrics)
 
@@ -206,12 +207,14 @@ class RateLimiter:
             log.warning("rate_limit_storage_unreachable_at_start", error=repr(exc))
 
     async def close(self) -> None:
-        # limits offers no close(); its redis-py client holds the connection pool.
-        client = getattr(getattr(self.storage, "bridge", None), "storage", None)
-        closer = getattr(client, "aclose", None)
-        if closer is not None:
-            with contextlib.suppress(Exception):
-                await closer()
+        # limits offers no close(); its redis-py clients hold the connection pools (with
+        # Sentinel: the primary's, the replicas' and one per sentinel).
+        bridge = getattr(self.storage, "bridge", None)
+        for name in ("storage", "storage_replica", "sentinel"):
+            closer = getattr(getattr(bridge, name, None), "aclose", None)
+            if closer is not None:
+                with contextlib.suppress(Exception):
+                    await closer()
         timer = getattr(self.storage, "timer", None)
         if isinstance(timer, asyncio.Task):
             timer.cancel()
@@ -377,35 +380,83 @@ def _identifiers(rule: Rule, credentials: Credentials) -> tuple[str, ...]:
     return (name, project)
 
 
+def _cluster_errors(storage: Storage) -> tuple[type[BaseException], ...]:
+    """redis-py's cluster errors outside RedisError (no reachable node, a slot without a
+    node), which limits does not wrap: without them an outage would be a 500."""
+    if not storage.__class__.__name__.endswith("ClusterStorage"):
+        return ()
+    from redis.exceptions import RedisClusterException
+
+    return (RedisClusterException,)
+
+
 def _as_tuple(
     value: type[BaseException] | tuple[type[BaseException], ...],
 ) -> tuple[type[BaseException], ...]:
     return value if isinstance(value, tuple) else (value,)
 
 
+# The storage URLs the gateway accepts, by the kind of Redis deployment they name.
+MEMORY_URLS = ("memory://", "async+memory://")
+REDIS_URL_SCHEMES = {
+    "async+redis": "one Redis (async+redis://[:PASSWORD@]HOST:PORT/DB)",
+    "async+rediss": "one Redis over TLS",
+    "async+redis+sentinel": "Redis with Sentinel "
+    "(async+redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../SERVICE)",
+    "async+redis+cluster": "Redis Cluster (async+redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,...)",
+}
+
+
 def _storage(url: str, key_prefix: str, timeout: float) -> Storage:
     """The async storage the URL names; Redis with short timeouts and no retries."""
-    if url in ("memory://", "async+memory://"):
+    scheme = url.partition("://")[0]
+    if url in MEMORY_URLS:
         storage = storage_from_string("async+memory://")
-    elif url.startswith(("async+redis", "async+rediss", "async+valkey")):
-        from redis.asyncio.retry import Retry
-        from redis.backoff import NoBackoff
-
-        options: dict[str, Any] = {
-            "implementation": "redispy",
-            "key_prefix": key_prefix,
-            "wrap_exceptions": True,
-            "socket_timeout": timeout,
-            "socket_connect_timeout": timeout,
-            # redis-py retries 10 times with backoff by default: one outage would cost
-            # every request seconds. The breaker decides when to try again instead.
-            "retry": Retry(NoBackoff(), 0),
-        }
-        storage = storage_from_string(url, **options)
+    elif scheme in REDIS_URL_SCHEMES:
+        if scheme == "async+redis+sentinel" and not urlsplit(url).path.strip("/"):
+            raise ConfigurationError(
+                f"storage_url {_without_password(url)!r} names no Sentinel service: "
+                f"write {REDIS_URL_SCHEMES[scheme].partition('(')[2].rstrip(')')}"
+            )
+        storage = storage_from_string(url, **_redis_options(scheme, key_prefix, timeout))
     else:
         raise ConfigurationError(
-            f"storage_url {url!r}: use memory:// or async+redis://HOST:PORT/DB"
+            f"storage_url {_without_password(url)!r}: use memory://, or "
+            + "; ".join(f"{scheme}:// for {what}" for scheme, what in REDIS_URL_SCHEMES.items())
         )
     if not isinstance(storage, Storage):
         raise ConfigurationError(f"storage_url {url!r} is not an asynchronous storage")
     return storage
+
+
+def _redis_options(scheme: str, key_prefix: str, timeout: float) -> dict[str, Any]:
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+
+    def no_retries() -> Retry:
+        # redis-py retries 10 times with backoff by default: one outage would cost every
+        # request seconds. The breaker decides when to try again instead.
+        return Retry(NoBackoff(), 0)
+
+    timeouts = {"socket_timeout": timeout, "socket_connect_timeout": timeout}
+    options: dict[str, Any] = {
+        "implementation": "redispy",
+        "key_prefix": key_prefix,
+        "wrap_exceptions": True,
+        "retry": no_retries(),
+        **timeouts,
+    }
+    if scheme == "async+redis+sentinel":
+        # Read the counters where they are written: a replica lags, and a read decides
+        # refusals. Asking the sentinels for the primary must be as short as a command
+        # (limits hands redis-py sentinel options of its own, so the timeouts are not
+        # inherited) and not retried: discovery already moves on to the next sentinel.
+        options["use_replicas"] = False
+        options["sentinel_kwargs"] = {**timeouts, "retry": no_retries()}
+    return options
+
+
+def _without_password(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    credentials, at, location = rest.rpartition("@")
+    return f"{scheme}{sep}***@{location}" if at and credentials else url

@@ -27,6 +27,7 @@ from gateway.proxy.upstream import Upstream, UpstreamSettings
 from gateway.proxy.versions import UpstreamVersions
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.servers.lookup import LockRecords, ServerLookup
+from gateway.web.access_log import CALL
 
 log = structlog.get_logger(__name__)
 
@@ -138,6 +139,7 @@ def call_from(request: web.BaseRequest) -> Call:
 def api_handler(gate: Gate) -> Any:
     async def on_request(request: web.BaseRequest) -> web.StreamResponse:
         call = call_from(request)
+        request[CALL] = call  # for the request line, once the answer is sent
         return await handle(gate, call, request)
 
     return on_request

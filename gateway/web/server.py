@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import structlog
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
 from oslo_config import cfg
 
 from gateway import logs, metrics
@@ -24,6 +25,7 @@ from gateway.audit.chain import KeyFileError
 from gateway.config import ConfigError, worker_count
 from gateway.pipeline import Gate
 from gateway.policy.engine import PolicyLoadError
+from gateway.web import access_log
 from gateway.web.app import admin_app, api_handler, apply_reloadable, build_gate
 
 log = structlog.get_logger(__name__)
@@ -45,6 +47,7 @@ class Listeners:
     gate: Gate
     api: web.ServerRunner
     admin: web.AppRunner
+    request_lines: logs.RequestLines | None = None
 
     @property
     def api_address(self) -> tuple[str, int]:
@@ -59,6 +62,8 @@ class Listeners:
     async def close(self) -> None:
         # ServerRunner.cleanup stops listening first, then waits for in-flight requests.
         await self.api.cleanup()
+        if self.request_lines is not None:
+            await asyncio.to_thread(self.request_lines.close)
         if self.gate.audit is not None:
             # Every answered request has been observed by now: flush them all.
             await self.gate.audit.close()
@@ -79,6 +84,7 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
     await gate.policy.start()
     if gate.rate_limiter is not None:
         await gate.rate_limiter.start()
+    request_lines = logs.RequestLines() if conf.gateway.access_log else None
     api_server = web.Server(
         api_handler(gate),
         max_line_size=conf.limits.max_header_size,
@@ -87,16 +93,28 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
         keepalive_timeout=conf.limits.idle_timeout,
         # aiohttp logs malformed requests with their raw bytes (X-Auth-Token included).
         logger=logs.http_server_logger(),
+        # The gate refuses compressed bodies (415) before reading them, so aiohttp must
+        # never inflate one: a body labelled gzip that is not made its parser fail while
+        # it drained the refused request, and the connection was reset under the 415.
+        auto_decompress=False,
+        # Off: no access logger at all, so aiohttp skips the call per request.
+        access_log=access_log.placeholder_logger() if request_lines is not None else None,
+        access_log_class=(
+            access_log.access_log_class(request_lines)
+            if request_lines is not None
+            else AccessLogger
+        ),
     )
     api = web.ServerRunner(api_server, shutdown_timeout=conf.gateway.graceful_shutdown_timeout)
-    admin = web.AppRunner(admin_app(gate, conf.upstream.ready_max_age))
+    # Probes and scrapes every few seconds would drown the log: no request lines here.
+    admin = web.AppRunner(admin_app(gate, conf.upstream.ready_max_age), access_log=None)
     await api.setup()
     await admin.setup()
     host, port = _host_port(conf.gateway.listen)
     await web.TCPSite(api, host, port, reuse_port=True, backlog=1024).start()
     admin_host, admin_port = _host_port(conf.gateway.admin_listen)
     await web.TCPSite(admin, admin_host, admin_port, reuse_port=True).start()
-    return Listeners(gate, api, admin)
+    return Listeners(gate, api, admin, request_lines)
 
 
 async def serve(

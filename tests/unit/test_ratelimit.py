@@ -674,3 +674,63 @@ def test_bad_storage_url_is_a_config_error(tmp_path: Path) -> None:
     conf.set_override("storage_url", "memcached://x", group="rate_limit")
     with pytest.raises(config.ConfigError, match=r"\[rate_limit\] storage_url"):
         RateLimiter.from_conf(conf, PolicyEngine(conf))
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("memcached://x", r"use memory://, or async\+redis:// for one Redis"),
+        (
+            "async+redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2:26379",
+            r"'async\+redis\+sentinel://\*\*\*@10.0.0.1:26379,10.0.0.2:26379' names no "
+            r"Sentinel service: write async\+redis\+sentinel://\[:PASSWORD@\]HOST:PORT",
+        ),
+    ],
+)
+def test_storage_url_errors_say_what_to_write_and_hide_the_password(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    conf = make_conf(tmp_path)
+    conf.set_override("storage_url", url, group="rate_limit")
+    with pytest.raises(config.ConfigError, match=expected) as error:
+        RateLimiter.from_conf(conf, PolicyEngine(conf))
+    assert "s3cret" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "async+redis+sentinel://127.0.0.1:{port},127.0.0.1:{port}/counters",
+        "async+redis+cluster://127.0.0.1:{port}",
+    ],
+)
+@pytest.mark.parametrize("outage", ["silent", "refused"])
+async def test_sentinel_and_cluster_outages_cost_one_timeout(
+    policy: PolicyEngine, url: str, outage: str
+) -> None:
+    # Sentinels (or cluster nodes) that accept and never answer, or nothing listening
+    # (redis-py's cluster client raises an error of its own then): the whole check is
+    # bounded by the storage timeout, then the breaker answers at once.
+    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1] if outage == "silent" else closed_port()
+    limiter = RateLimiter(
+        parse_rules(RULES),
+        policy,
+        storage_url=url.format(port=port),
+        timeout=0.05,
+        breaker_cooldown=30.0,
+        fail_closed=True,
+    )
+    try:
+        started = time.monotonic()
+        first = action_call("reboot")
+        assert await outcome(limiter, first) == 503
+        assert time.monotonic() - started < 1.0  # 3 times 50 ms plus a loaded machine
+        assert first.rate_limit == "storage_down_closed"
+        for _ in range(20):
+            assert await outcome(limiter, action_call("reboot")) == 503
+        assert limiter.storage_errors == 1
+    finally:
+        await limiter.close()
+        server.close()
+        await server.wait_closed()
