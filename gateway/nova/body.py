@@ -29,6 +29,8 @@ _MAX_INTEGER_DIGITS = len(str(SAFE_INTEGER)) + 1
 # the last two code points of every plane).
 _NONCHARACTERS = "".join(chr(plane << 16 | low) for plane in range(17) for low in (0xFFFE, 0xFFFF))
 _NOT_INTERCHANGEABLE = re.compile(f"[\\ud800-\\udfff\\ufdd0-\\ufdef{_NONCHARACTERS}]")
+# U+FDD0..U+FDEF encode as EF B7 90..AF; U+xFFFE and U+xFFFF end in BF BE and BF BF.
+_NONCHARACTER_BYTES = (b"\xef\xb7", b"\xbf\xbe", b"\xbf\xbf")
 
 # Content types Nova treats as JSON; absent, empty and text/plain count as "no type".
 ACCEPTED_CONTENT_TYPES = frozenset(
@@ -99,6 +101,18 @@ def _check_value(value: Any, limit: int) -> None:
 
 
 def _check_string(text: str) -> None:
+    # Fast paths at C speed (a 64 KiB user_data must not cost a regex scan): ASCII holds
+    # neither; a lone surrogate cannot be encoded; every noncharacter's UTF-8 has one of
+    # three byte pairs, which other characters seldom have.
+    if text.isascii():
+        return
+    try:
+        encoded = text.encode("utf-8")
+    except UnicodeEncodeError:
+        pass  # a lone surrogate: the scan below names it
+    else:
+        if not any(pair in encoded for pair in _NONCHARACTER_BYTES):
+            return
     found = _NOT_INTERCHANGEABLE.search(text)
     if found is not None:
         point = ord(found.group())
