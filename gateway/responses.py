@@ -34,8 +34,9 @@ def fault_response(call: Call, fault: Fault) -> web.Response:
         response.headers["Content-Length"] = str(rendered.content_length)
     for name in RESPONSE_REQUEST_IDS:
         response.headers[name] = call.request_id
-    if call.version is not None and fault.version_headers:
-        for key, value in microversion.response_headers(call.version).items():
+    version = fault.version or call.version
+    if version is not None and fault.version_headers:
+        for key, value in microversion.response_headers(version).items():
             response.headers[key] = value
         for value in microversion.VARY_VALUES:
             response.headers.add("Vary", value)

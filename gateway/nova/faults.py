@@ -16,6 +16,8 @@ from dataclasses import dataclass
 import webob
 import webob.exc
 
+from gateway.nova.types import Version
+
 # nova/api/openstack/wsgi.py Fault._fault_names; anything else is computeFault.
 FAULT_NAMES: Mapping[int, str] = {
     400: "badRequest",
@@ -93,6 +95,9 @@ class Fault(Exception):
         self.version_headers = version_headers and shape is Shape.FAULT
         self.shape = shape
         self.detail = detail
+        # The microversion its headers name when none was negotiated (Nova's 406 names the
+        # version it refuses); otherwise the call's.
+        self.version: Version | None = None
         if retry_after is not None:
             self.headers.setdefault("Retry-After", str(retry_after))
 

@@ -73,9 +73,9 @@ def negotiate(headers: Iterable[tuple[str, str]], minimum: Version, maximum: Ver
             f"Minimum is {minimum} and maximum is {maximum}.",
             reason="microversion_unsupported",
         )
-        # Nova echoes the rejected version in its headers (the attribute is set first).
-        fault.headers.update(response_headers(version))
-        fault.version_headers = False
+        # Nova names the rejected version in its headers (its request's attribute is set
+        # before the range check), with the two Vary lines as on any of its answers.
+        fault.version = version
         raise fault
     return version
 

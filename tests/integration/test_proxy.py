@@ -11,8 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.web.app import apply_reloadable
 from tests.integration.upstream import BIG, HOLD, RESET, STALL_BODY, STALL_HEADERS, FakeUpstream
-from tests.support.gateway import admin_url, base_url
+from tests.security.wire import exchange, request_bytes
+from tests.support.gateway import admin_url, base_url, gateway_conf
 
 REQUEST_ID = re.compile(
     r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -337,3 +339,30 @@ async def test_version_range_is_read_from_the_upstream(
     assert json.loads(body)["computeFault"]["message"] == (
         "Version 2.91 is not supported by the API. Minimum is 2.1 and maximum is 2.90."
     )
+
+
+async def test_every_answer_names_the_configured_server(
+    fake_upstream: tuple[FakeUpstream, str], start_gateway: Any
+) -> None:
+    """The upstream's answers, the gateway's refusals and aiohttp's own parser errors all
+    say the configured Server (default: nova-api, no version), changed by a reload."""
+    _, url = fake_upstream
+    listeners = await start_gateway(url)
+    port = listeners.api_address[1]
+    token = [("X-Auth-Token", "alice:p1")]
+    requests = [
+        request_bytes("GET", "/v2.1/servers", token),  # proxied (aiohttp upstream)
+        request_bytes("GET", "/v2.1/nothing", token),  # the router's 404
+        request_bytes("GET", "/v2.1/servers"),  # keystonemiddleware's 401
+        request_bytes("GET", "/v2.1//servers", token),  # the gateway's 400
+        b"GET /v2.1/servers HTTP/1.1\r\nHost: x\r\nNo Colon Header\r\n\r\n",  # aiohttp's 400
+    ]
+
+    async def servers_named() -> list[list[str]]:
+        replies = [(await exchange(port, data)).reply for data in requests]
+        assert [reply.status for reply in replies] == [200, 404, 401, 400, 400]
+        return [reply.values("Server") for reply in replies]
+
+    assert await servers_named() == [["nova-api"]] * len(requests)
+    apply_reloadable(listeners.gate, gateway_conf({"gateway.server_header": "Apache"}))
+    assert await servers_named() == [["Apache"]] * len(requests)

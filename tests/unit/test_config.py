@@ -80,6 +80,9 @@ def test_every_option_has_help() -> None:
         ("[gateway]\nworkers = -1\n", "workers"),
         ("[gateway]\ntrusted_proxies = 10.0.0.0/8, not-an-ip\n", "trusted_proxies"),
         ("[limits]\nmax_request_body_size = -5\n", "max_request_body_size"),
+        ("[gateway]\nserver_header = nova\tapi\n", "server_header"),
+        ("[gateway]\nserver_header = nova\x7f\n", "server_header"),
+        ("[identity]\nwww_authenticate_uri = ftp://keystone\n", "www_authenticate_uri"),
     ],
 )
 def test_invalid_configuration_names_the_option(tmp_path: Path, text: str, named: str) -> None:
