@@ -34,8 +34,8 @@ def fault_response(call: Call, fault: Fault) -> web.Response:
         response.headers["Content-Length"] = str(rendered.content_length)
     for name in RESPONSE_REQUEST_IDS:
         response.headers[name] = call.request_id
-    version = fault.version or call.version
-    if version is not None and fault.version_headers:
+    version = call.version if fault.version_headers else fault.version
+    if version is not None:
         for key, value in microversion.response_headers(version).items():
             response.headers[key] = value
         for value in microversion.VARY_VALUES:

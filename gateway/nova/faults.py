@@ -95,8 +95,8 @@ class Fault(Exception):
         self.version_headers = version_headers and shape is Shape.FAULT
         self.shape = shape
         self.detail = detail
-        # The microversion its headers name when none was negotiated (Nova's 406 names the
-        # version it refuses); otherwise the call's.
+        # The microversion its headers name though none was negotiated (Nova's 406 names
+        # the version it refuses, Vary lines and all).
         self.version: Version | None = None
         if retry_after is not None:
             self.headers.setdefault("Retry-After", str(retry_after))

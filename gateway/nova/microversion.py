@@ -75,6 +75,8 @@ def negotiate(headers: Iterable[tuple[str, str]], minimum: Version, maximum: Ver
         )
         # Nova names the rejected version in its headers (its request's attribute is set
         # before the range check), with the two Vary lines as on any of its answers.
+        fault.headers.update(response_headers(version))
+        fault.version_headers = False  # the call has no negotiated version to name
         fault.version = version
         raise fault
     return version
