@@ -19,7 +19,7 @@ import pytest
 from gateway.nova.route_table import ROUTES, served_methods
 from tests.conftest import skip_or_fail
 from tests.e2e.differential import Difference, Pair, compare
-from tests.e2e.gateway_fixtures import GatewayLab, start_gateway
+from tests.e2e.gateway_fixtures import GatewayLab, keystone_identity, start_gateway
 from tests.security.wire import chunked, request_bytes
 from tests.support.labs import RealKeystone, RealNova
 from tests.support.processes import ProcessStartError
@@ -319,15 +319,7 @@ def keystone_pair(
     lab_logs: Path,
 ) -> Iterator[Pair]:
     """A gateway in keystone mode before the realnova that validates with keystonemiddleware."""
-    sections = {
-        "identity": {
-            "mode": "keystone",
-            "keystone_url": realkeystone.url,
-            "service_username": "admin",
-            "service_password": str(realkeystone.fixtures.get("password", "secret")),
-            "service_project_name": "admin",
-        },
-    }
+    sections = {"identity": keystone_identity(realkeystone)}
     try:
         lab = start_gateway(
             realnova_keystone.url, tmp_path_factory.mktemp("differential-ks"), lab_logs, sections
