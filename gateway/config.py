@@ -74,6 +74,17 @@ gateway_opts: list[cfg.Opt] = [
         help="Addresses or CIDRs of front proxies whose X-Forwarded-For/-Proto/-Host "
         "are believed. From any other peer these headers are replaced.",
     ),
+    cfg.StrOpt(
+        "server_header",
+        default="nova-api",
+        # Printable ASCII, no leading or trailing space: nothing can end the header line.
+        regex=r"^[\x21-\x7e]([\x20-\x7e]*[\x21-\x7e])?$",
+        mutable=True,
+        help="The Server header of every answer, the upstream's and the gateway's own "
+        "(aiohttp's parser errors included). The default names no software version; set "
+        "what your nova-api's web server says (e.g. Apache) to make the gateway's answers "
+        "indistinguishable from Nova's.",
+    ),
 ]
 
 upstream_opts: list[cfg.Opt] = [
@@ -205,6 +216,13 @@ identity_opts: list[cfg.Opt] = [
         "keystone_url",
         schemes=["http", "https"],
         help="Keystone's v3 endpoint, e.g. http://keystone:5000/v3 (mode=keystone).",
+    ),
+    cfg.URIOpt(
+        "www_authenticate_uri",
+        schemes=["http", "https"],
+        help="The identity endpoint a 401 names in WWW-Authenticate: Keystone "
+        'uri="..." (mode=keystone), as keystonemiddleware\'s option of the same name. '
+        "Unset: keystone_url, as written (path included).",
     ),
     cfg.StrOpt("service_username", default="nova-gateway", help="The gateway's Keystone user."),
     cfg.StrOpt("service_password", secret=True, help="Password of the gateway's Keystone user."),

@@ -16,13 +16,13 @@ import structlog
 from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway import gates
+from gateway import forwardable, gates
 from gateway.audit.trail import AuditTrail
 from gateway.call import Call
 from gateway.identity.credentials import Authenticator
 from gateway.nova import body, microversion, routing
 from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, Lookup, PolicyRule, Target
-from gateway.nova.faults import Fault, not_found
+from gateway.nova.faults import Fault, Shape, not_found
 from gateway.nova.validation import validate_action
 from gateway.policy.engine import Outcome, PolicyEngine, build_target, rules_for
 from gateway.proxy.headers import REQUEST_ID, ForwardingPolicy, end_to_end
@@ -49,6 +49,7 @@ class Gate:
     max_body: int
     max_path: int
     body_timeout: float = 60.0
+    server_header: str = "nova-api"
     strict_locks: bool = False
     observers: list[CallObserver] = field(default_factory=list)
     rate_limiter: RateLimiter | None = None
@@ -104,13 +105,12 @@ async def receive_body(gate: Gate, call: Call, request: web.BaseRequest) -> None
     call.body = b"".join(chunks)
 
 
+# oslo.middleware's sizelimit hands webob this text as it is: Nova's 413 says "(%s)".
+TOO_LARGE = "Request is too large. Larger than max_request_body_size (%s)."
+
+
 def _too_large(gate: Gate) -> Fault:
-    return Fault(
-        413,
-        f"Request is too large. Larger than max_request_body_size ({gate.max_body}).",
-        reason="body_too_large",
-        version_headers=False,
-    )
+    return Fault(413, TOO_LARGE, reason="body_too_large", shape=Shape.WEBOB)
 
 
 async def check_audit_ready(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -136,6 +136,16 @@ async def authenticate(gate: Gate, call: Call, request: web.BaseRequest) -> None
     call.is_admin = await gate.policy.is_admin_async(call.credentials)
 
 
+async def check_forwardable(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Only what every reader sees alike goes up: a method Nova's router routes at the
+    path (its 404 otherwise, after authentication as at Nova), named once (no override),
+    with a body only where the method has one."""
+    assert call.route is not None
+    forwardable.check_method(call.method, call.route)
+    forwardable.check_no_override(call.headers, call.route.query)
+    forwardable.check_no_body(call.method, call.headers, call.body)
+
+
 async def negotiate_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.route is None or call.route.kind is routing.RouteKind.VERSIONS:
         return  # the version list lives outside the v2.1 application: no negotiation
@@ -148,15 +158,21 @@ def _is_action(call: Call) -> bool:
 
 
 async def check_content_type(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Nova's 415 for an action (even without a body); every body as application/json."""
+    content_type = call.header("Content-Type")
     if _is_action(call):
-        body.check_content_type(call.header("Content-Type"))
+        body.check_content_type(content_type)
+    forwardable.check_body_media_type(content_type, call.body)
 
 
 async def dispatch_action(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Every body is read by the one strict reader (what other readers could take
+    differently is refused); an action's is then dispatched as Nova's action_peek."""
     if call.route is not None and call.route.server_resource:
         call.action = SERVER_RESOURCE_ACTIONS.get(call.method)
-        return
     if not _is_action(call):
+        if call.body:
+            body.parse_json(call.body)
         return
     value = body.parse_json(call.body)
     call.action, _ = body.dispatch_action(value, BY_KEY)
@@ -311,9 +327,10 @@ STAGES: Sequence[Stage] = (
     check_audit_ready,  # 503 while the audit trail cannot take the record (fail-closed)
     route,  # refuse non-canonical targets; what is this request?
     authenticate,  # 401 / 503; version documents need no token
+    check_forwardable,  # Nova's router: 404 (405 on version documents); 400 override, body
     negotiate_version,  # 400 / 406
-    check_content_type,  # 415
-    dispatch_action,  # Nova's action_peek: 400 / 404
+    check_content_type,  # 415: Nova's, and bodies as application/json only
+    dispatch_action,  # one strict JSON reader (400); Nova's action_peek: 400 / 404
     check_url_project,  # 400
     check_action_version,  # 404 outside the action's range; removed actions
     rate_limit,  # 429 (503 if the shared counters are down and so configured)

@@ -9,7 +9,7 @@ from aiohttp import web
 
 from gateway.call import Call
 from gateway.nova import microversion
-from gateway.nova.faults import FAULT_CONTENT_TYPE, Fault
+from gateway.nova.faults import Fault
 from gateway.proxy.headers import RESPONSE_REQUEST_IDS
 
 
@@ -23,16 +23,20 @@ def answer_headers(call: Call) -> list[tuple[str, str]]:
 
 
 def fault_response(call: Call, fault: Fault) -> web.Response:
-    response = web.Response(
-        status=fault.status,
-        body=fault.body(),
-        content_type=None,
-        headers={"Content-Type": FAULT_CONTENT_TYPE},
-    )
+    """The refusal as the layer of Nova's stack it stands for writes it (Nova's fault,
+    webob's page in the form Accept asks for, keystonemiddleware's 401), with the ids."""
+    rendered = fault.render(call.method, call.header("Accept"))
+    response = web.Response(status=fault.status, body=rendered.body, content_type=None)
+    if rendered.content_type is not None:
+        response.headers["Content-Type"] = rendered.content_type
+    if call.method == "HEAD":
+        # webob's Content-Length for a HEAD (aiohttp sends no body after it).
+        response.headers["Content-Length"] = str(rendered.content_length)
     for name in RESPONSE_REQUEST_IDS:
         response.headers[name] = call.request_id
-    if call.version is not None and fault.version_headers:
-        for key, value in microversion.response_headers(call.version).items():
+    version = call.version if fault.version_headers else fault.version
+    if version is not None:
+        for key, value in microversion.response_headers(version).items():
             response.headers[key] = value
         for value in microversion.VARY_VALUES:
             response.headers.add("Vary", value)

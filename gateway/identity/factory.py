@@ -75,6 +75,7 @@ def _keystone(
     return KeystoneAuthenticator(
         session,
         keystone_url=group.keystone_url,
+        www_authenticate_uri=group.www_authenticate_uri or group.keystone_url,
         username=group.service_username,
         password=group.service_password,
         project_name=group.service_project_name,

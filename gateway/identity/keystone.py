@@ -22,7 +22,13 @@ import aiohttp
 import structlog
 
 from gateway.identity.credentials import Credentials
-from gateway.identity.refusals import header_values, unauthorized, unavailable, well_formed
+from gateway.identity.refusals import (
+    header_values,
+    service_unavailable,
+    unauthorized,
+    unavailable,
+    well_formed,
+)
 from gateway.nova.faults import Fault
 
 log = structlog.get_logger(__name__)
@@ -149,6 +155,7 @@ class KeystoneAuthenticator:
         session: aiohttp.ClientSession,
         *,
         keystone_url: str,
+        www_authenticate_uri: str | None = None,
         username: str,
         password: str,
         project_name: str,
@@ -163,8 +170,8 @@ class KeystoneAuthenticator:
     ) -> None:
         self._session = session
         self._url = keystone_url.rstrip("/")
-        root = self._url.removesuffix("/v3")
-        self.www_authenticate = f'Keystone uri="{root}"'
+        # keystonemiddleware names its www_authenticate_uri as configured, path and all.
+        self.www_authenticate = f'Keystone uri="{www_authenticate_uri or keystone_url}"'
         self._auth_body = {
             "auth": {
                 "identity": {
@@ -227,7 +234,7 @@ class KeystoneAuthenticator:
     async def service_token(self) -> str:
         service = await self._service_token()
         if service is None:
-            raise unavailable()
+            raise service_unavailable()
         return service.token
 
     async def close(self) -> None:

@@ -27,7 +27,7 @@ from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from gateway.identity.credentials import Credentials
 from gateway.identity.refusals import (
-    IDENTITY_UNAVAILABLE,
+    SERVICE_IDENTITY_UNAVAILABLE,
     header_values,
     unauthorized,
     well_formed,
@@ -288,7 +288,7 @@ class JwtAuthenticator:
             )
             raise Fault(
                 503,
-                IDENTITY_UNAVAILABLE,
+                SERVICE_IDENTITY_UNAVAILABLE,
                 reason="service_token_unconfigured",
                 version_headers=False,
             )
@@ -296,7 +296,10 @@ class JwtAuthenticator:
             await self.load_keys(force=False)
         if not self._service_token:
             raise Fault(
-                503, IDENTITY_UNAVAILABLE, reason="service_token_unreadable", version_headers=False
+                503,
+                SERVICE_IDENTITY_UNAVAILABLE,
+                reason="service_token_unreadable",
+                version_headers=False,
             )
         return self._service_token
 

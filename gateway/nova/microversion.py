@@ -73,9 +73,11 @@ def negotiate(headers: Iterable[tuple[str, str]], minimum: Version, maximum: Ver
             f"Minimum is {minimum} and maximum is {maximum}.",
             reason="microversion_unsupported",
         )
-        # Nova echoes the rejected version in its headers (the attribute is set first).
+        # Nova names the rejected version in its headers (its request's attribute is set
+        # before the range check), with the two Vary lines as on any of its answers.
         fault.headers.update(response_headers(version))
-        fault.version_headers = False
+        fault.version_headers = False  # the call has no negotiated version to name
+        fault.version = version
         raise fault
     return version
 

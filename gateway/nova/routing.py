@@ -10,7 +10,8 @@ import enum
 import re
 from dataclasses import dataclass
 
-from gateway.nova.faults import Fault, not_found
+from gateway.nova import route_table
+from gateway.nova.faults import Fault, not_routed
 
 API_PREFIX = "/v2.1"
 _UNRESERVED_ESCAPE = re.compile(r"%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]|7[Ee])")
@@ -35,6 +36,8 @@ class Route:
     url_project_id: str | None = None
     # Lock semantics also cover DELETE and PUT of the server itself, as in Nova.
     server_resource: bool = False
+    # The methods Nova's router routes at this path (API kinds); none: not routed at all.
+    methods: frozenset[str] = frozenset()
 
 
 def _refuse(message: str) -> Fault:
@@ -71,7 +74,10 @@ def split_target(target: str, max_length: int) -> tuple[str, str]:
 
 
 def classify(method: str, path: str, query: str) -> Route:
-    """What the request is, from its canonical path; 404 for paths outside the API."""
+    """What the request is, from its canonical path; 404 for paths outside the API.
+
+    Paths under /v2.1 that Nova's router does not route are refused later, after
+    authentication (as Nova's router runs after keystonemiddleware)."""
     if path == "/":
         return Route(RouteKind.VERSIONS, path, query)
     segments = path.split("/")[1:]
@@ -79,7 +85,7 @@ def classify(method: str, path: str, query: str) -> Route:
     if head != API_PREFIX[1:]:
         # Only /v2.1 is served: the legacy /v2 application (or a /V2.1 spelling) would
         # route actions through a path the gate does not decide.
-        raise not_found("unserved_prefix")
+        raise not_routed("unserved_prefix")
     rest = segments[1:]
     if rest in ([], [""]):
         return Route(RouteKind.VERSION_DOCUMENT, path, query)
@@ -88,6 +94,7 @@ def classify(method: str, path: str, query: str) -> Route:
         trailing_slash = True
     else:
         trailing_slash = False
+    methods = route_table.served_methods(path[len(API_PREFIX) :])
     url_project_id = None
     if len(rest) >= 2 and rest[0].lower() != "servers" and rest[1].lower() == "servers":
         url_project_id, rest = rest[0], rest[1:]
@@ -97,18 +104,21 @@ def classify(method: str, path: str, query: str) -> Route:
     )
     if looks_like_action:
         exact = rest[0] == "servers" and rest[2] == "action" and not trailing_slash
-        if not exact or method != "POST":
-            # Nova routes no other form to the action handler; refusing every variant
-            # means no spelling of an action can pass the gate undecided.
-            raise not_found("non_canonical_action_path")
-        if url_project_id is not None and not _PROJECT_ID.match(url_project_id):
-            raise not_found("project_id_format")
+        project_ok = url_project_id is None or _PROJECT_ID.match(url_project_id)
+        if not exact or method != "POST" or not project_ok:
+            # Nova routes no other form, and no other method, to the action handler;
+            # whatever the route table says, no spelling of an action passes undecided.
+            only_post = methods & {"POST"} if exact and project_ok else frozenset()
+            return Route(
+                RouteKind.API, path, query, url_project_id=url_project_id, methods=only_post
+            )
         return Route(
             RouteKind.SERVER_ACTION,
             path,
             query,
             server_id=rest[1],
             url_project_id=url_project_id,
+            methods=methods,
         )
     server_resource = (
         is_server_path
@@ -124,4 +134,5 @@ def classify(method: str, path: str, query: str) -> Route:
         server_id=rest[1] if server_resource else None,
         url_project_id=url_project_id,
         server_resource=server_resource,
+        methods=methods,
     )

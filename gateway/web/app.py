@@ -6,10 +6,16 @@ decide anything itself (the pipeline does).
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import structlog
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_parser import RawRequestMessage
+from aiohttp.streams import StreamReader
+from aiohttp.web_protocol import RequestHandler
 from oslo_config import cfg
 
 from gateway import metrics
@@ -108,6 +114,7 @@ def apply_reloadable(gate: Gate, conf: cfg.ConfigOpts) -> None:
     gate.max_path = conf.limits.max_path_length
     gate.body_timeout = conf.limits.request_body_timeout
     gate.strict_locks = conf.policy.strict_locks
+    gate.server_header = conf.gateway.server_header
     if gate.audit is not None:
         gate.audit.redactor = Redactor(conf.audit.redact_fields)
     if gate.rate_limiter is not None:
@@ -134,6 +141,40 @@ def call_from(request: web.BaseRequest) -> Call:
         host=request.headers.get("Host", ""),
         global_request_id=header_names.global_request_id(headers),
     )
+
+
+class ApiRequest(web.BaseRequest):
+    """A request to the API listener: every answer to it names the configured Server.
+
+    aiohttp's low-level server has no response hook of its own; the request's prepare
+    hook runs for every answer, aiohttp's own (a parser's 400, a 500) included, after
+    aiohttp set its default ``Python/3.x aiohttp/3.x``.
+    """
+
+    ATTRS = web.BaseRequest.ATTRS | frozenset(["_gate"])
+
+    def __init__(self, gate: Gate, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._gate = gate
+
+    async def _prepare_hook(self, response: web.StreamResponse) -> None:
+        response.headers["Server"] = self._gate.server_header
+
+
+def request_factory(gate: Gate) -> Callable[..., web.BaseRequest]:
+    """web.Server's request factory: ApiRequest bound to ``gate``."""
+
+    def make(
+        message: RawRequestMessage,
+        payload: StreamReader,
+        protocol: RequestHandler,
+        writer: AbstractStreamWriter,
+        task: asyncio.Task[None],
+    ) -> web.BaseRequest:
+        loop = asyncio.get_running_loop()
+        return ApiRequest(gate, message, payload, protocol, writer, task, loop)
+
+    return make
 
 
 def api_handler(gate: Gate) -> Any:

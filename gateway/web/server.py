@@ -26,7 +26,13 @@ from gateway.config import ConfigError, worker_count
 from gateway.pipeline import Gate
 from gateway.policy.engine import PolicyLoadError
 from gateway.web import access_log
-from gateway.web.app import admin_app, api_handler, apply_reloadable, build_gate
+from gateway.web.app import (
+    admin_app,
+    api_handler,
+    apply_reloadable,
+    build_gate,
+    request_factory,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +93,7 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
     request_lines = logs.RequestLines() if conf.gateway.access_log else None
     api_server = web.Server(
         api_handler(gate),
+        request_factory=request_factory(gate),
         max_line_size=conf.limits.max_header_size,
         max_field_size=conf.limits.max_header_size,
         max_headers=conf.limits.max_headers,

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 
 from tests.support.api_client import ApiClient
-from tests.support.labs import RealNova
+from tests.support.labs import RealKeystone, RealNova
 from tests.support.processes import (
     LOOPBACK,
     ProcessStartError,
@@ -44,6 +44,19 @@ class GatewayLab:
     upstream_url: str
     config_file: Path
     process: ServerProcess
+
+
+def keystone_identity(keystone: RealKeystone, **options: str) -> dict[str, str]:
+    """``[identity]`` of keystone mode against ``keystone``; the service user is its admin,
+    who may validate tokens (identity:validate_token) and read every project's servers."""
+    return {
+        "mode": "keystone",
+        "keystone_url": keystone.url,
+        "service_username": "admin",
+        "service_password": str(keystone.fixtures.get("password", "secret")),
+        "service_project_name": "admin",
+        **options,
+    }
 
 
 def render_config(sections: Mapping[str, Mapping[str, str]]) -> str:

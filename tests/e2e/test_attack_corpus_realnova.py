@@ -29,6 +29,7 @@ from tests.e2e.audited_gateway import (
 )
 from tests.e2e.gateway_fixtures import GATEWAY_CONFIG
 from tests.e2e.test_attacks_realnova import STOCK_IMAGE
+from tests.security import test_bodiless_methods as bodiless_attacks
 from tests.security import test_body_confusion as body_attacks
 from tests.security import test_hop_by_hop as hop_attacks
 from tests.security import test_http_framing as framing_attacks
@@ -74,6 +75,7 @@ def corpus() -> list[Batch]:
     ]
     return [
         Batch("body", body_attacks.attack_requests()),
+        Batch("bodiless", bodiless_attacks.attack_requests()),
         Batch(
             "framing",
             framing_attacks.attack_requests(),
@@ -89,6 +91,7 @@ def corpus() -> list[Batch]:
 
 
 CORPUS_MODULES = {
+    bodiless_attacks,
     body_attacks,
     framing_attacks,
     hop_attacks,
@@ -144,7 +147,7 @@ class CorpusTargets:
     active: str  # p1's first seed: attacked while ACTIVE
     paused: str  # p1's second seed: attacked while PAUSED (a smuggled unpause could run)
     locked: str  # booted here, locked by its owner: the DELETE the gateway must refuse
-    doomed: str  # booted here: the member's allowed DELETE with an action body
+    doomed: str  # booted here: DELETEs with a body name it (the gateway refuses them)
     foreign: str  # p2's first seed: no request names it, nothing may run on it
     before: Mapping[str, frozenset[str]]  # request ids in each server's log at the start
 

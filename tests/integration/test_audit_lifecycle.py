@@ -11,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from tests.integration.upstream import FakeUpstream
+from tests.integration.upstream import HOLD, FakeUpstream
 from tests.support.audit import read_records, write_key
 from tests.support.processes import free_port, start_server
 
@@ -42,7 +42,7 @@ async def test_sigterm_flushes_every_record_and_closes_each_worker_chain(
                 async with session.get(f"{api}/v2.1/servers") as response:
                     assert response.status == 200
             before = len(upstream.received)
-            held = [asyncio.create_task(session.get(f"{api}/v2.1/hold")) for _ in range(IN_FLIGHT)]
+            held = [asyncio.create_task(session.get(f"{api}{HOLD}")) for _ in range(IN_FLIGHT)]
             await upstream.wait_for(before + IN_FLIGHT)
             process._popen.send_signal(signal.SIGTERM)
             await asyncio.sleep(0.3)  # the workers are draining
@@ -55,7 +55,7 @@ async def test_sigterm_flushes_every_record_and_closes_each_worker_chain(
     records = read_records(trail)
     requests = [record for record in records if record["event"] == "request"]
     assert len(requests) == 10 + IN_FLIGHT
-    assert sum(record["request"]["path"] == "/v2.1/hold" for record in requests) == IN_FLIGHT
+    assert sum(record["request"]["path"] == HOLD for record in requests) == IN_FLIGHT
     closed = [record for record in records if record["event"] == "chain_closed"]
     assert len({record["chain"] for record in records}) == len(closed) == 2  # one per worker
     done = subprocess.run(

@@ -12,7 +12,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.upstream import FakeUpstream
+from tests.integration.upstream import HOLD, FakeUpstream
 from tests.support.processes import ServerProcess, free_port, start_server
 
 IN_FLIGHT = 5
@@ -66,7 +66,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
     try:
         before = len(upstream.received)
         session = aiohttp.ClientSession(headers={"X-Auth-Token": "alice:p1"})
-        held = [asyncio.create_task(session.get(f"{api}/v2.1/hold")) for _ in range(IN_FLIGHT)]
+        held = [asyncio.create_task(session.get(f"{api}{HOLD}")) for _ in range(IN_FLIGHT)]
         await upstream.wait_for(before + IN_FLIGHT)
         process._popen.send_signal(signal.SIGTERM)
         await wait_for_log(process, "worker_draining")
@@ -85,6 +85,9 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
         process.stop()
 
 
+RENAME = {"server": {"name": "x" * 1000}}  # a JSON body of about 1 kB
+
+
 async def test_sighup_reloads_configuration_without_restart(
     fake_upstream: tuple[FakeUpstream, str], tmp_path: Path
 ) -> None:
@@ -93,7 +96,7 @@ async def test_sighup_reloads_configuration_without_restart(
     api = process.url.removesuffix("/v2.1")
     try:
         async with aiohttp.ClientSession(headers={"X-Auth-Token": "alice:p1"}) as session:
-            async with session.post(f"{api}/v2.1/servers", data=b"x" * 1000) as response:
+            async with session.post(f"{api}/v2.1/servers", json=RENAME) as response:
                 assert response.status == 200
             (tmp_path / "gateway.conf").write_text(
                 "[gateway]\nworkers = 1\n[limits]\nmax_request_body_size = 100\n"
@@ -101,7 +104,7 @@ async def test_sighup_reloads_configuration_without_restart(
             )
             process._popen.send_signal(signal.SIGHUP)
             await wait_for_log(process, "config_reloaded")
-            async with session.post(f"{api}/v2.1/servers", data=b"x" * 1000) as response:
+            async with session.post(f"{api}/v2.1/servers", json=RENAME) as response:
                 assert response.status == 413
             assert process.running
     finally:

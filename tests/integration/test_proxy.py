@@ -11,8 +11,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.upstream import FakeUpstream
-from tests.support.gateway import admin_url, base_url
+from gateway.web.app import apply_reloadable
+from tests.integration.upstream import BIG, HOLD, RESET, STALL_BODY, STALL_HEADERS, FakeUpstream
+from tests.security.wire import exchange, request_bytes
+from tests.support.gateway import admin_url, base_url, gateway_conf
 
 REQUEST_ID = re.compile(
     r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -28,15 +30,23 @@ async def send(
             return response.status, response.headers, await response.read()
 
 
-@pytest.mark.parametrize("method", ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
-async def test_every_method_and_path_is_proxied_unchanged(
-    fake_upstream: tuple[FakeUpstream, str], start_gateway: Any, method: str
+ROUTED = [
+    ("GET", "/v2.1/servers/abc/metadata/my%20key?limit=2&marker=x"),
+    ("PUT", "/v2.1/servers/abc/metadata/my%20key?limit=2&marker=x"),
+    ("DELETE", "/v2.1/servers/abc/metadata/my%20key?limit=2&marker=x"),
+    ("POST", "/v2.1/servers/abc/metadata?limit=2&marker=x"),
+]
+
+
+@pytest.mark.parametrize(("method", "target"), ROUTED)
+async def test_every_routed_method_and_path_is_proxied_unchanged(
+    fake_upstream: tuple[FakeUpstream, str], start_gateway: Any, method: str, target: str
 ) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
-    body = b'{"server": {"name": "x"}}' if method in ("POST", "PUT", "PATCH") else b""
+    body = b'{"server": {"name": "x"}}' if method in ("POST", "PUT") else b""
     status, headers, answer = await send(
-        f"{gateway}/v2.1/servers/abc/metadata/my%20key?limit=2&marker=x",
+        f"{gateway}{target}",
         method,
         data=body or None,
         headers={
@@ -48,18 +58,33 @@ async def test_every_method_and_path_is_proxied_unchanged(
     )
     assert status == 418
     assert headers["X-Upstream"] == "yes"
-    assert json.loads(answer)["path"] == "/v2.1/servers/abc/metadata/my%20key?limit=2&marker=x"
+    assert json.loads(answer)["path"] == target
     seen = upstream.received[-1]
     assert seen.method == method and seen.body == body
-    assert seen.path_qs == "/v2.1/servers/abc/metadata/my%20key?limit=2&marker=x"
+    assert seen.path_qs == target
     sent = {key.lower(): value for key, value in seen.headers}
     assert sent["x-custom"] == "kept" and sent["x-auth-token"] == "t:p1"
 
 
-async def test_head_is_proxied(fake_upstream: tuple[FakeUpstream, str], start_gateway: Any) -> None:
+@pytest.mark.parametrize("method", ["PATCH", "OPTIONS", "HEAD", "TRACE", "POST"])
+async def test_methods_novas_router_does_not_route_are_not_proxied(
+    fake_upstream: tuple[FakeUpstream, str], start_gateway: Any, method: str
+) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
-    status, _, answer = await send(f"{gateway}/v2.1/servers", "HEAD")
+    before = len(upstream.received)
+    status, headers, _ = await send(f"{gateway}/v2.1/servers/abc/metadata/k", method)
+    assert status == 404
+    assert "OpenStack-API-Version" not in headers
+    assert len(upstream.received) == before
+
+
+async def test_head_of_the_version_document_is_proxied(
+    fake_upstream: tuple[FakeUpstream, str], start_gateway: Any
+) -> None:
+    upstream, url = fake_upstream
+    gateway = base_url(await start_gateway(url))
+    status, _, answer = await send(f"{gateway}/v2.1/", "HEAD")
     assert status == 200 and answer == b"" and upstream.received[-1].method == "HEAD"
 
 
@@ -172,22 +197,39 @@ async def test_concrete_microversion_is_forwarded(
     assert [key for key, _ in sent].count("openstack-api-version") == 1
 
 
+def json_body(size: int) -> bytes:
+    """A create body of exactly ``size`` bytes."""
+    frame = b'{"server": {"name": ""}}'
+    return frame[:-3] + b"x" * (size - len(frame)) + frame[-3:]
+
+
 async def test_body_limit(fake_upstream: tuple[FakeUpstream, str], start_gateway: Any) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
     before = len(upstream.received)
-    status, _, _ = await send(f"{gateway}/v2.1/servers", "POST", data=b"x" * 114688)
+    as_json = {"Content-Type": "application/json", "Accept": "application/json"}
+    status, _, _ = await send(
+        f"{gateway}/v2.1/servers", "POST", data=json_body(114688), headers=as_json
+    )
     assert status == 200
-    status, headers, body = await send(f"{gateway}/v2.1/servers", "POST", data=b"x" * 114689)
+    status, headers, body = await send(
+        f"{gateway}/v2.1/servers", "POST", data=json_body(114689), headers=as_json
+    )
     assert status == 413
-    assert json.loads(body)["overLimit"]["code"] == 413
+    # oslo.middleware's sizelimit as Nova runs it: webob's page, its text as it is.
+    assert json.loads(body) == {
+        "message": "Request is too large. Larger than max_request_body_size (%s).<br /><br />"
+        "\n\n\n",
+        "code": "413 Request Entity Too Large",
+        "title": "Request Entity Too Large",
+    }
     assert "OpenStack-API-Version" not in headers
 
     async def chunks() -> Any:
         for _ in range(20):
             yield b"y" * 8192
 
-    status, _, _ = await send(f"{gateway}/v2.1/servers", "POST", data=chunks())
+    status, _, _ = await send(f"{gateway}/v2.1/servers", "POST", data=chunks(), headers=as_json)
     assert status == 413
     assert len(upstream.received) == before + 1
 
@@ -198,7 +240,7 @@ async def test_large_response_is_streamed(
     _, url = fake_upstream
     gateway = base_url(await start_gateway(url))
     size = 8 * 1024 * 1024
-    status, headers, body = await send(f"{gateway}/v2.1/big?bytes={size}")
+    status, headers, body = await send(f"{gateway}{BIG}?bytes={size}")
     assert status == 200 and len(body) == size and int(headers["Content-Length"]) == size
 
 
@@ -220,7 +262,7 @@ async def test_upstream_reset_is_502(
 ) -> None:
     _, url = fake_upstream
     gateway = base_url(await start_gateway(url))
-    status, _, body = await send(f"{gateway}/v2.1/reset")
+    status, _, body = await send(f"{gateway}{RESET}")
     assert status == 502 and b"closed the connection" in body
 
 
@@ -231,7 +273,7 @@ async def test_upstream_silent_is_504_within_the_read_timeout(
     gateway = base_url(await start_gateway(url, upstream__read_timeout=0.3))
     loop = asyncio.get_running_loop()
     started = loop.time()
-    status, _, body = await send(f"{gateway}/v2.1/stall-headers")
+    status, _, body = await send(f"{gateway}{STALL_HEADERS}")
     assert status == 504 and json.loads(body)["computeFault"]["code"] == 504
     assert loop.time() - started < 5
 
@@ -242,7 +284,7 @@ async def test_upstream_slow_body_cuts_the_connection(
     _, url = fake_upstream
     gateway = base_url(await start_gateway(url, upstream__read_timeout=0.3))
     with pytest.raises(aiohttp.ClientPayloadError):
-        await send(f"{gateway}/v2.1/stall-body")
+        await send(f"{gateway}{STALL_BODY}")
 
 
 async def test_pool_exhausted_is_503_with_retry_after(
@@ -255,7 +297,7 @@ async def test_pool_exhausted_is_503_with_retry_after(
         )
     )
     before = len(upstream.received)
-    held = asyncio.create_task(send(f"{gateway}/v2.1/hold"))
+    held = asyncio.create_task(send(f"{gateway}{HOLD}"))
     await upstream.wait_for(before + 1)
     status, headers, body = await send(f"{gateway}/v2.1/servers")
     assert status == 503 and headers["Retry-After"] == "2"
@@ -297,3 +339,30 @@ async def test_version_range_is_read_from_the_upstream(
     assert json.loads(body)["computeFault"]["message"] == (
         "Version 2.91 is not supported by the API. Minimum is 2.1 and maximum is 2.90."
     )
+
+
+async def test_every_answer_names_the_configured_server(
+    fake_upstream: tuple[FakeUpstream, str], start_gateway: Any
+) -> None:
+    """The upstream's answers, the gateway's refusals and aiohttp's own parser errors all
+    say the configured Server (default: nova-api, no version), changed by a reload."""
+    _, url = fake_upstream
+    listeners = await start_gateway(url)
+    port = listeners.api_address[1]
+    token = [("X-Auth-Token", "alice:p1")]
+    requests = [
+        request_bytes("GET", "/v2.1/servers", token),  # proxied (aiohttp upstream)
+        request_bytes("GET", "/v2.1/nothing", token),  # the router's 404
+        request_bytes("GET", "/v2.1/servers"),  # keystonemiddleware's 401
+        request_bytes("GET", "/v2.1//servers", token),  # the gateway's 400
+        b"GET /v2.1/servers HTTP/1.1\r\nHost: x\r\nNo Colon Header\r\n\r\n",  # aiohttp's 400
+    ]
+
+    async def servers_named() -> list[list[str]]:
+        replies = [(await exchange(port, data)).reply for data in requests]
+        assert [reply.status for reply in replies] == [200, 404, 401, 400, 400]
+        return [reply.values("Server") for reply in replies]
+
+    assert await servers_named() == [["nova-api"]] * len(requests)
+    apply_reloadable(listeners.gate, gateway_conf({"gateway.server_header": "Apache"}))
+    assert await servers_named() == [["Apache"]] * len(requests)

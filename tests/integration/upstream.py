@@ -23,6 +23,16 @@ VERSION_DOCUMENT = {
 }
 
 
+# The scripted behaviours answer on a path Nova routes (GET /images/{id}): the gateway
+# forwards nothing else.
+SCRIPTED = "/v2.1/images/"
+BIG = SCRIPTED + "big"
+STALL_HEADERS = SCRIPTED + "stall-headers"
+STALL_BODY = SCRIPTED + "stall-body"
+RESET = SCRIPTED + "reset"
+HOLD = SCRIPTED + "hold"
+
+
 @dataclass
 class Received:
     method: str
@@ -41,11 +51,11 @@ class FakeUpstream:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=10 * 1024 * 1024)
         app.router.add_get("/v2.1/", self.versions)
-        app.router.add_get("/v2.1/big", self.big)
-        app.router.add_get("/v2.1/stall-headers", self.stall_headers)
-        app.router.add_get("/v2.1/stall-body", self.stall_body)
-        app.router.add_get("/v2.1/reset", self.reset)
-        app.router.add_get("/v2.1/hold", self.hold)
+        app.router.add_get(BIG, self.big)
+        app.router.add_get(STALL_HEADERS, self.stall_headers)
+        app.router.add_get(STALL_BODY, self.stall_body)
+        app.router.add_get(RESET, self.reset)
+        app.router.add_get(HOLD, self.hold)
         app.router.add_route("*", "/{tail:.*}", self.echo)
         return app
 

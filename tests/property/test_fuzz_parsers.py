@@ -41,6 +41,8 @@ _scalars = (
     | st.integers(min_value=-(2**70), max_value=2**70)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8)
+    # Lone surrogates (json.dumps escapes them as \udXXX), a pair, a noncharacter.
+    | st.sampled_from(["\ud800", "a\udfff", "\ud83d\ude00", "\uffff"])
 )
 _values = st.recursive(
     _scalars,
@@ -83,7 +85,18 @@ _bodies = (
     | _values.map(lambda value: json.dumps(value).encode())
     | st.binary(max_size=64)
     | st.sampled_from(
-        [b"", b"[" * 5000, b'{"a":' * 2000, b"1e400", b"NaN", b'{"pause": NaN}', b"\xef\xbb\xbf{}"]
+        [
+            b"",
+            b"[" * 5000,
+            b'{"a":' * 2000,
+            b"1e400",
+            b"1e-400",
+            b"-9007199254740993",
+            b"9007199254740991",
+            b"NaN",
+            b'{"pause": NaN}',
+            b"\xef\xbb\xbf{}",
+        ]
     )
 )
 
@@ -109,6 +122,11 @@ def test_body_reader_and_dispatch(raw: bytes) -> None:
     nova_reads = json.loads(text)  # Python json, last value wins, as oslo jsonutils
     assert nova_reads == value
     assert json.loads(text, object_pairs_hook=_first_wins) == value
+    # Readers that hold every number as a double (JavaScript's reading) read the same
+    # numbers (Python compares int and float exactly) ...
+    assert json.loads(text, parse_int=float) == value
+    # ... and readers that keep strings as strict UTF-8 (Go's, Rust's) the same strings.
+    json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8")
     try:
         spec, key = body.dispatch_action(value, BY_KEY)
     except Fault as fault:

@@ -91,11 +91,13 @@ def oracle_python() -> Path:
     return python
 
 
-def ask_nova(python: Path, requests: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def ask_nova(
+    python: Path, requests: list[Mapping[str, Any]], oracle: Path = ORACLE
+) -> list[dict[str, Any]]:
     """One subprocess for the whole batch; one JSON answer per request line."""
     payload = "".join(json.dumps(request) + "\n" for request in requests)
     done = subprocess.run(
-        [str(python), str(ORACLE)],
+        [str(python), str(oracle)],
         input=payload,
         capture_output=True,
         text=True,

@@ -1,8 +1,9 @@
-"""Body confusion: an action body Nova could read differently is refused; others go up unchanged.
+"""Body confusion: a body any reader could read differently is refused; others go up unchanged.
 
 Owns the JSON differential corpus (duplicate keys at any depth, two actions, escapes,
-encodings, numbers, nesting, syntax, content types, compression, size); it must never pass
-a case on the answer alone: each asserts the bytes novasim received and what it ran.
+encodings, values I-JSON rules out, nesting, syntax, content types, compression, size), for
+action and create bodies; it must never pass a case on the answer alone: each asserts the
+bytes novasim received and what it ran.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ CASES: list[BodyCase] = [
     BodyCase(
         "utf16-with-charset",
         '{"pause": null}'.encode("utf-16"),
-        400,
+        415,  # a UTF-16 reader would read it: only application/json (UTF-8) goes up
         content_type="application/json; charset=utf-16",
     ),
     BodyCase("invalid-utf8", b'{"createImage": {"name": "\xff"}}', 400),
@@ -96,6 +97,23 @@ CASES: list[BodyCase] = [
     BodyCase("utf8-encoded-surrogate", b'{"createImage": {"name": "\xed\xa0\x80"}}', 400),
     BodyCase("latin1-key", b'{"p\xe4use": null}', 400),
     BodyCase("lone-surrogate-escape-in-key", b'{"pause\\ud800": null}', 400),
+    # Strings I-JSON rules out: Python keeps a lone surrogate, other readers refuse it
+    # or make it U+FFFD; noncharacters. A well-formed pair is one character to all.
+    BodyCase("lone-surrogate-in-value", b'{"createImage": {"name": "a\\ud800"}}', 400),
+    BodyCase("lone-low-surrogate", b'{"createImage": {"name": "\\udc00a"}}', 400),
+    BodyCase("reversed-pair", b'{"createImage": {"name": "\\ude00\\ud83d"}}', 400),
+    BodyCase(
+        "lone-surrogate-in-metadata-key",
+        b'{"createImage": {"name": "a", "metadata": {"k\\udbff": "v"}}}',
+        400,
+    ),
+    BodyCase("noncharacter", b'{"createImage": {"name": "a\\uffff"}}', 400),
+    BodyCase("raw-noncharacter", b'{"createImage": {"name": "a\xef\xb7\x90"}}', 400),
+    BodyCase(
+        "surrogate-pair",
+        b'{"createImage": {"name": "a", "metadata": {"k": "\\ud83d\\ude00"}}}',
+        SNAPSHOT,
+    ),
     BodyCase("raw-control-char-in-string", b'{"createImage": {"name": "a\x01b"}}', 400),
     # Numbers.
     BodyCase("huge-exponent", b'{"os-getConsoleOutput": {"length": 1e400}}', 400),
@@ -103,7 +121,17 @@ CASES: list[BodyCase] = [
     BodyCase("nan", b'{"os-getConsoleOutput": {"length": NaN}}', 400),
     BodyCase("infinity", b'{"os-getConsoleOutput": {"length": Infinity}}', 400),
     BodyCase("minus-infinity", b'{"os-getConsoleOutput": {"length": -Infinity}}', 400),
-    BodyCase("beyond-2-pow-53", b'{"os-getConsoleOutput": {"length": 9007199254740993}}', Ran(200)),
+    # I-JSON: integers beyond ±(2**53 - 1) (a double reader rounds them), numbers a double
+    # cannot hold (1e308 is an integer to the schema, 1e-400 is 0.0 to Python).
+    BodyCase("beyond-2-pow-53", b'{"os-getConsoleOutput": {"length": 9007199254740993}}', 400),
+    BodyCase("at-2-pow-53", b'{"os-getConsoleOutput": {"length": 9007199254740992}}', 400),
+    BodyCase(
+        "safe-integer-max", b'{"os-getConsoleOutput": {"length": 9007199254740991}}', Ran(200)
+    ),
+    BodyCase("negative-beyond", b'{"os-getConsoleOutput": {"length": -9007199254740993}}', 400),
+    BodyCase("integral-float-1e308", b'{"os-getConsoleOutput": {"length": 1e308}}', 400),
+    BodyCase("underflow", b'{"os-getConsoleOutput": {"length": 1e-400}}', 400),
+    BodyCase("float-integer", b'{"os-getConsoleOutput": {"length": 5.0}}', Ran(200)),
     BodyCase("numeric-string", b'{"os-getConsoleOutput": {"length": "5"}}', Ran(200)),
     # Nesting: bounded, never a 500 (RecursionError).
     BodyCase("nested-33", _nested_list(33), 400),
@@ -136,17 +164,25 @@ CASES: list[BodyCase] = [
     BodyCase("unquoted-key", b"{pause: null}", 400),
     BodyCase("nul-after-document", PLAIN_PAUSE + b"\x00", 400),
     BodyCase("yaml", b"pause: null", 400),
-    # Content types: Nova reads JSON from these, refuses the rest with 415.
-    BodyCase("text-plain", PLAIN_PAUSE, PAUSED, content_type="text/plain"),
-    BodyCase("no-content-type", PLAIN_PAUSE, PAUSED, content_type=None),
-    BodyCase("empty-content-type", PLAIN_PAUSE, PAUSED, content_type=""),
+    # Content types: a body goes up as application/json only. Nova reads JSON from no
+    # type, text/plain, its vendor type and any charset too; a WAF, a proxy or an audit
+    # pipeline may not (or decode another charset): the gateway refuses them with 415.
+    BodyCase("text-plain", PLAIN_PAUSE, 415, content_type="text/plain"),
+    BodyCase("no-content-type", PLAIN_PAUSE, 415, content_type=None),
+    BodyCase("empty-content-type", PLAIN_PAUSE, 415, content_type=""),
     BodyCase("json-charset", PLAIN_PAUSE, PAUSED, content_type="application/json; charset=UTF-8"),
     BodyCase(
-        "json-other-charset", PLAIN_PAUSE, PAUSED, content_type="application/json; charset=utf-16"
+        "json-charset-no-space", PLAIN_PAUSE, PAUSED, content_type="application/json;charset=utf-8"
     ),
     BodyCase(
-        "vnd-openstack", PLAIN_PAUSE, PAUSED, content_type="application/vnd.openstack.compute+json"
+        "json-other-charset", PLAIN_PAUSE, 415, content_type="application/json; charset=utf-16"
     ),
+    BodyCase("json-latin1", PLAIN_PAUSE, 415, content_type="application/json; charset=latin-1"),
+    BodyCase("json-other-parameter", PLAIN_PAUSE, 415, content_type="application/json; v=1"),
+    BodyCase(
+        "vnd-openstack", PLAIN_PAUSE, 415, content_type="application/vnd.openstack.compute+json"
+    ),
+    BodyCase("text-plain-charset", PLAIN_PAUSE, 415, content_type="text/plain; charset=utf-8"),
     BodyCase("form-urlencoded", PLAIN_PAUSE, 415, content_type="application/x-www-form-urlencoded"),
     BodyCase("xml", PLAIN_PAUSE, 415, content_type="application/xml"),
     BodyCase("multipart", PLAIN_PAUSE, 415, content_type="multipart/form-data; boundary=x"),
@@ -226,8 +262,8 @@ async def test_body_variant(lab: Lab, case: BodyCase) -> None:
     forwarded = lab.forwarded(mark)
     if isinstance(case.expect, int):
         assert reply.status == case.expect, reply.body
-        # A Nova-style fault from the gate, or the HTTP parser's own 400; never a 500.
-        assert reply.fault is not None or reply.from_gateway_parser, reply.body
+        # A refusal as Nova's stack writes it, or the HTTP parser's own 400; never a 500.
+        assert reply.nova_shaped or reply.from_gateway_parser, reply.body
         assert forwarded == []
         assert lab.actions_run(server) == []
         assert lab.vm_state(server) == "active"
@@ -237,6 +273,68 @@ async def test_body_variant(lab: Lab, case: BodyCase) -> None:
     sent_type = forwarded[0].header("Content-Type")
     assert sent_type == case.content_type
     assert lab.actions_run(server) == list(case.expect.actions)
+
+
+# -- create bodies: the same reader and the same media type -----------------------------
+
+SERVERS = "/v2.1/servers"
+IMAGE = "c0ffee00-0000-4000-8000-000000000001"
+
+
+def _create(name: str = '"web"', extra: str = "") -> bytes:
+    return (
+        f'{{"server": {{"name": {name}, "flavorRef": "1", "imageRef": "{IMAGE}"{extra}}}}}'
+    ).encode()
+
+
+@dataclass(frozen=True)
+class CreateCase:
+    id: str
+    body: bytes
+    expect: int  # 202: forwarded byte for byte and created; otherwise refused, not forwarded
+    content_type: str | None = JSON
+
+
+CREATE_CASES: list[CreateCase] = [
+    CreateCase("json", _create(), 202),
+    CreateCase("text-plain", _create(), 415, content_type="text/plain"),
+    CreateCase("no-content-type", _create(), 415, content_type=None),
+    CreateCase(
+        "vnd-openstack", _create(), 415, content_type="application/vnd.openstack.compute+json"
+    ),
+    CreateCase("xml", _create(), 415, content_type="application/xml"),
+    CreateCase("duplicate-name", _create(extra=', "name": "other"'), 400),
+    CreateCase("lone-surrogate-name", _create('"web\\ud800"'), 400),
+    CreateCase("noncharacter-metadata", _create(extra=', "metadata": {"k": "\\ufffe"}'), 400),
+    CreateCase("huge-min-count", _create(extra=', "min_count": 18014398509481984'), 400),
+    CreateCase("overflowing-max-count", _create(extra=', "max_count": 1e999'), 400),
+    CreateCase("nan-min-count", _create(extra=', "min_count": NaN'), 400),
+    CreateCase("trailing-document", _create() + b'{"server": {}}', 400),
+]
+
+
+def create_request(case: CreateCase) -> bytes:
+    headers: list[Header] = [("X-Auth-Token", "alice:p1")]
+    if case.content_type is not None:
+        headers.append(("Content-Type", case.content_type))
+    return request_bytes("POST", SERVERS, headers, case.body)
+
+
+@pytest.mark.parametrize("case", CREATE_CASES, ids=[case.id for case in CREATE_CASES])
+async def test_create_body(lab: Lab, case: CreateCase) -> None:
+    mark = lab.mark()
+    before = len(lab.upstream.sim.store.servers)
+    reply = (await lab.send(create_request(case))).reply
+    forwarded = lab.forwarded(mark)
+    assert reply.status == case.expect, reply.body
+    if case.expect == 202:
+        assert [(r.method, r.path, r.body) for r in forwarded] == [("POST", SERVERS, case.body)]
+        assert forwarded[0].header("Content-Type") == case.content_type
+        assert len(lab.upstream.sim.store.servers) == before + 1
+        return
+    assert reply.fault is not None, reply.body
+    assert forwarded == []
+    assert len(lab.upstream.sim.store.servers) == before
 
 
 def test_bodies_are_distinct() -> None:
@@ -249,15 +347,29 @@ def _variant(case: BodyCase, targets: Targets) -> bytes:
     return variant_request(case, targets.server)
 
 
+def _create_variant(case: CreateCase, targets: Targets) -> bytes:
+    return create_request(case)
+
+
 def attack_requests() -> list[AttackRequest]:
-    """Every request this module sends, as data (tests/e2e replays them before the real Nova)."""
+    """Every request this module sends, as data (tests/e2e replays them before the real Nova).
+
+    Create bodies the gateway refuses only: a replay must not boot servers.
+    """
     return [
-        AttackRequest(
-            f"variant/{case.id}",
-            partial(_variant, case),
-            acts=isinstance(case.expect, Ran) and bool(case.expect.actions),
-        )
-        for case in CASES
+        *(
+            AttackRequest(
+                f"variant/{case.id}",
+                partial(_variant, case),
+                acts=isinstance(case.expect, Ran) and bool(case.expect.actions),
+            )
+            for case in CASES
+        ),
+        *(
+            AttackRequest(f"create/{case.id}", partial(_create_variant, case))
+            for case in CREATE_CASES
+            if case.expect != 202
+        ),
     ]
 
 

@@ -1,8 +1,9 @@
-"""Method confusion: the method decided is the method executed; overrides change nothing.
+"""Method confusion: only methods Nova's router routes go up, named once, decided as sent.
 
-Owns the method corpus (every method on ``/action``, the X-HTTP-Method-Override family
-in headers and query, bodies on non-action methods, DELETE and PUT of a server); it must
-never accept an answer without checking the method novasim received and what it ran.
+Owns the method corpus (every method on ``/action`` and on other routes, the
+X-HTTP-Method-Override family in headers and query, action bodies on other routes, DELETE
+and PUT of a server); it must never accept an answer without checking the method novasim
+received and what it ran.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.security.lab import ACTION_PATH, Lab
-from tests.security.wire import AttackRequest, Header, Targets, request_bytes
+from tests.security.wire import AttackRequest, Header, Reply, Targets, request_bytes
 
 PAUSE = b'{"pause": null}'
 JSON: Header = ("Content-Type", "application/json")
@@ -43,8 +44,9 @@ OVERRIDE_VALUES = ["DELETE", "PUT", "GET"]
 QUERY_OVERRIDES = [
     "_method=DELETE",
     "X-HTTP-Method-Override=DELETE",
-    "method=GET",
     "_method=PUT&x=1",
+    "%5Fmethod=DELETE",
+    "x=1;_method=DELETE",
 ]
 DELETE_AND_UPDATE = [
     ("DELETE", "carol:p1:reader", 403),
@@ -55,10 +57,30 @@ DELETE_AND_UPDATE = [
 OTHER_ROUTES = [
     ("POST", SERVER_PATH, 404),  # no /action: Nova routes nothing there
     ("PATCH", SERVER_PATH, 404),
-    ("GET", SERVER_PATH, 200),  # a show; its body is ignored
+    ("GET", SERVER_PATH, 400),  # a show carries no body
     ("POST", "/v2.1/servers/{}/os-instance-actions", 404),
 ]
+# webob's page for Nova's router's 404, as JSON (Accept: application/json).
+WEBOB_NOT_FOUND = {
+    "message": "The resource could not be found.<br /><br />\n\n\n",
+    "code": "404 Not Found",
+    "title": "Not Found",
+}
 RENAME = b'{"server": {"name": "renamed"}}'
+# Methods Nova's router routes on no path at all (tests/property/test_route_oracle.py
+# holds the router's own verdict for every path): never forwarded anywhere.
+NEVER_ROUTED = ["HEAD", "PATCH", "OPTIONS", "TRACE", "CONNECT", "PROPFIND", "PURGE", "QUERY"]
+# Paths Nova routes, with the methods it routes there (a reader's view of a few routes).
+ROUTED_PATHS = [
+    "/v2.1/servers",
+    "/v2.1/servers/detail",
+    SERVER_PATH,
+    "/v2.1/servers/{}/metadata",
+    "/v2.1/servers/{}/tags/web",
+    "/v2.1/flavors",
+    "/v2.1/os-keypairs",
+    "/v2.1/limits",
+]
 
 
 @pytest.mark.parametrize("method", OTHER_METHODS)
@@ -90,37 +112,40 @@ async def test_override_header_cannot_turn_a_method_into_post(
     assert lab.actions_run(server) == []
 
 
+def assert_override_refused(reply: Reply) -> None:
+    """The gateway's 400: a request names its method once."""
+    assert reply.status == 400, reply.body
+    assert reply.fault == "badRequest"
+    assert "Method override refused" in reply.json()["badRequest"]["message"]
+
+
 @pytest.mark.parametrize("override", OVERRIDES)
 @pytest.mark.parametrize("value", OVERRIDE_VALUES)
-async def test_override_header_on_an_action_changes_nothing(
+async def test_override_header_on_an_action_is_refused(
     lab: Lab, override: str, value: str
 ) -> None:
-    """The pause goes up as a POST and runs as a pause; the server is not deleted."""
+    """A request that names two methods is refused: nothing goes up, nothing runs."""
     server = lab.server("p1")
     mark = lab.mark()
     headers = [("X-Auth-Token", "alice:p1"), JSON, (override, value)]
     reply = (
         await lab.send(request_bytes("POST", ACTION_PATH.format(server), headers, PAUSE))
     ).reply
-    assert reply.status == 202
-    assert [(r.method, r.path, r.body) for r in lab.forwarded(mark)] == [
-        ("POST", ACTION_PATH.format(server), PAUSE)
-    ]
-    assert lab.actions_run(server) == ["pause"]
-    assert lab.vm_state(server) == "paused"
+    assert_override_refused(reply)
+    assert lab.forwarded(mark) == []
+    assert lab.actions_run(server) == []
+    assert lab.vm_state(server) == "active"
 
 
 @pytest.mark.parametrize("override", OVERRIDES)
 async def test_reader_cannot_delete_by_override(lab: Lab, override: str) -> None:
-    """A reader may show a server; an override header does not make the show a delete."""
+    """A reader's show with a DELETE override: refused, not shown, never deleted."""
     server = lab.server("p1")
     mark = lab.mark()
     headers = [("X-Auth-Token", "carol:p1:reader"), (override, "DELETE")]
     reply = (await lab.send(request_bytes("GET", SERVER_PATH.format(server), headers))).reply
-    assert reply.status == 200
-    assert [(r.method, r.path) for r in lab.forwarded(mark)] == [
-        ("GET", SERVER_PATH.format(server))
-    ]
+    assert_override_refused(reply)
+    assert lab.forwarded(mark) == []
     assert lab.vm_state(server) == "active"
 
 
@@ -130,15 +155,28 @@ async def test_refused_delete_stays_refused_whatever_the_override(lab: Lab, over
     mark = lab.mark()
     headers = [("X-Auth-Token", "carol:p1:reader"), (override, "GET")]
     reply = (await lab.send(request_bytes("DELETE", SERVER_PATH.format(server), headers))).reply
-    assert reply.status == 403
+    assert_override_refused(reply)
     assert lab.forwarded(mark) == []
     assert lab.vm_state(server) == "active"
 
 
 @pytest.mark.parametrize("query", QUERY_OVERRIDES)
-async def test_override_in_the_query_changes_nothing(lab: Lab, query: str) -> None:
+async def test_override_in_the_query_is_refused(lab: Lab, query: str) -> None:
     server = lab.server("p1")
     target = f"{ACTION_PATH.format(server)}?{query}"
+    mark = lab.mark()
+    reply = (
+        await lab.send(request_bytes("POST", target, [("X-Auth-Token", "alice:p1"), JSON], PAUSE))
+    ).reply
+    assert_override_refused(reply)
+    assert lab.forwarded(mark) == []
+    assert lab.actions_run(server) == []
+
+
+async def test_a_parameter_merely_named_method_is_no_override(lab: Lab) -> None:
+    """``method`` is no framework's override convention: the action goes up as sent."""
+    server = lab.server("p1")
+    target = f"{ACTION_PATH.format(server)}?method=GET"
     mark = lab.mark()
     reply = (
         await lab.send(request_bytes("POST", target, [("X-Auth-Token", "alice:p1"), JSON], PAUSE))
@@ -146,6 +184,34 @@ async def test_override_in_the_query_changes_nothing(lab: Lab, query: str) -> No
     assert reply.status == 202
     assert [(r.method, r.path, r.body) for r in lab.forwarded(mark)] == [("POST", target, PAUSE)]
     assert lab.actions_run(server) == ["pause"]
+
+
+@pytest.mark.parametrize("method", NEVER_ROUTED)
+@pytest.mark.parametrize("path", ROUTED_PATHS)
+async def test_methods_nova_routes_nowhere_never_go_up(lab: Lab, path: str, method: str) -> None:
+    """Answered as Nova's router answers them (404, its webob page), after authentication."""
+    server = lab.server("p1")
+    mark = lab.mark()
+    headers = [("X-Auth-Token", "alice:p1"), ("Accept", "application/json")]
+    reply = (
+        await lab.send(request_bytes(method, path.format(server), headers), head=method == "HEAD")
+    ).reply
+    assert reply.status == 404
+    if method != "HEAD":
+        assert reply.json() == WEBOB_NOT_FOUND
+    assert reply.header("OpenStack-API-Version") is None  # the router answers, not the API
+    assert lab.forwarded(mark) == []
+    assert lab.vm_state(server) == "active"
+
+
+@pytest.mark.parametrize("path", ROUTED_PATHS)
+async def test_unauthenticated_unrouted_method_is_401_first(lab: Lab, path: str) -> None:
+    """keystonemiddleware runs before Nova's router: no token, no routing answer."""
+    server = lab.server("p1")
+    mark = lab.mark()
+    reply = (await lab.send(request_bytes("PATCH", path.format(server)))).reply
+    assert reply.status == 401
+    assert lab.forwarded(mark) == []
 
 
 @pytest.mark.parametrize(("method", "token", "status"), DELETE_AND_UPDATE)
@@ -172,32 +238,33 @@ async def test_delete_of_a_locked_server_is_409(lab: Lab) -> None:
     assert lab.vm_state(server) == "active"
 
 
-async def test_delete_with_an_action_body_is_a_delete(lab: Lab) -> None:
-    """Decided as the member's DELETE, executed as that DELETE; the body runs nothing."""
+async def test_delete_with_an_action_body_is_refused(lab: Lab) -> None:
+    """A DELETE carries no body: refused (400), neither deleted nor paused."""
     server = lab.server("p1")
     mark = lab.mark()
     headers = [("X-Auth-Token", "alice:p1"), JSON]
     reply = (
         await lab.send(request_bytes("DELETE", SERVER_PATH.format(server), headers, PAUSE))
     ).reply
-    assert reply.status == 204
-    assert [(r.method, r.path, r.body) for r in lab.forwarded(mark)] == [
-        ("DELETE", SERVER_PATH.format(server), PAUSE)
-    ]
-    assert "pause" not in lab.actions_run(server)
+    assert reply.status == 400 and reply.fault == "badRequest"
+    assert lab.forwarded(mark) == []
+    assert lab.actions_run(server) == []
+    assert lab.vm_state(server) == "active"
 
 
 @pytest.mark.parametrize(("method", "target", "status"), OTHER_ROUTES)
 async def test_action_body_on_another_route_runs_nothing(
     lab: Lab, method: str, target: str, status: int
 ) -> None:
+    """Routes Nova does not route for the method (404), or a GET with a body (400):
+    nothing goes up."""
     server = lab.server("p1")
     path = target.format(server)
     mark = lab.mark()
     headers = [("X-Auth-Token", "alice:p1"), JSON]
     reply = (await lab.send(request_bytes(method, path, headers, PAUSE))).reply
     assert reply.status == status
-    assert [(r.method, r.path, r.body) for r in lab.forwarded(mark)] == [(method, path, PAUSE)]
+    assert lab.forwarded(mark) == []
     assert lab.actions_run(server) == []
     assert lab.vm_state(server) == "active"
 
@@ -247,7 +314,6 @@ def attack_requests() -> list[AttackRequest]:
             AttackRequest(
                 f"override-on-an-action/{value}/{override}",
                 _on("server", "POST", ACTION_PATH, [*member, (override, value)], PAUSE),
-                acts=True,
             )
             for override in OVERRIDES
             for value in OVERRIDE_VALUES
@@ -270,9 +336,31 @@ def attack_requests() -> list[AttackRequest]:
             AttackRequest(
                 f"override-in-the-query/{query}",
                 _on("server", "POST", f"{ACTION_PATH}?{query}", member, PAUSE),
-                acts=True,
             )
             for query in QUERY_OVERRIDES
+        ),
+        AttackRequest(
+            "parameter-named-method",
+            _on("server", "POST", f"{ACTION_PATH}?method=GET", member, PAUSE),
+            acts=True,
+        ),
+        *(
+            AttackRequest(
+                f"never-routed/{method} {path}",
+                _on(
+                    "server",
+                    method,
+                    path,
+                    [("X-Auth-Token", MEMBER), ("Accept", "application/json")],
+                ),
+                head=method == "HEAD",
+            )
+            for path in ROUTED_PATHS
+            for method in NEVER_ROUTED
+        ),
+        *(
+            AttackRequest(f"unauthenticated-unrouted/{path}", _on("server", "PATCH", path, []))
+            for path in ROUTED_PATHS
         ),
         *(
             AttackRequest(
@@ -291,9 +379,7 @@ def attack_requests() -> list[AttackRequest]:
             "delete-of-a-locked-server", _on("locked", "DELETE", SERVER_PATH, [member[0]])
         ),
         AttackRequest(
-            "delete-with-an-action-body",
-            _on("doomed", "DELETE", SERVER_PATH, member, PAUSE),
-            acts=True,
+            "delete-with-an-action-body", _on("doomed", "DELETE", SERVER_PATH, member, PAUSE)
         ),
         *(
             AttackRequest(

@@ -121,6 +121,28 @@ class Reply:
         return None
 
     @property
+    def webob_page(self) -> bool:
+        """webob's error page, as Nova's WSGI layer (router, sizelimit) writes it: JSON
+        ``{"message", "code", "title"}``, or text led by the status line, or HTML."""
+        content_type = self.header("Content-Type") or ""
+        status_line = f"{self.status} {self.reason}"
+        if content_type.startswith("application/json"):
+            try:
+                body = self.json()
+            except ValueError:
+                return False
+            return isinstance(body, dict) and set(body) == {"message", "code", "title"}
+        if content_type.startswith("text/plain"):
+            return self.body.startswith(status_line.encode() + b"\n\n")
+        return content_type.startswith("text/html") and status_line.encode() in self.body
+
+    @property
+    def nova_shaped(self) -> bool:
+        """A refusal as some layer of Nova's stack writes it: a fault, webob's page, or
+        keystonemiddleware's ``{"error": ...}``."""
+        return self.fault is not None or self.webob_page
+
+    @property
     def from_gateway_parser(self) -> bool:
         """aiohttp's own 400 (text/plain): the request never reached the pipeline."""
         return self.status == 400 and "text/plain" in (self.header("Content-Type") or "")

@@ -104,6 +104,51 @@ def test_nesting_is_bounded() -> None:
             parse_json(b"[" * depth + b"]" * depth)
 
 
+@pytest.mark.parametrize(
+    ("raw", "names"),
+    [
+        # I-JSON (RFC 7493): numbers a double holds, integers within ±(2**53 - 1).
+        (b'{"a": 9007199254740992}', "the integer 9007199254740992"),
+        (b'{"a": -9007199254740993}', "the integer -9007199254740993"),
+        (b'{"a": 1' + b"0" * 5000 + b"}", "the integer 10000000000000000000..."),
+        (b'{"a": 1e400}', "the number 1e400 overflows a double"),
+        (b'{"a": -1.5E309}', "the number -1.5E309 overflows a double"),
+        (b'{"a": 1e300}', "the number 1e300 is beyond"),
+        (b'{"a": 1e-400}', "the number 1e-400 underflows a double"),
+        # Strings: no surrogate survives alone, no noncharacter.
+        (b'{"a": "\\ud800"}', "a lone surrogate (U+D800)"),
+        (b'{"a": "x\\udfffy"}', "a lone surrogate (U+DFFF)"),
+        (b'{"\\ud800": 1}', "a lone surrogate (U+D800)"),
+        (b'{"a": "\\ude00\\ud83d"}', "a lone surrogate"),  # a pair in the wrong order
+        (b'{"a": ["\\uffff"]}', "a noncharacter (U+FFFF)"),
+        (b'{"a": "\\ufdd0"}', "a noncharacter (U+FDD0)"),
+        ('{"a": "\U0010fffe"}'.encode(), "a noncharacter (U+10FFFE)"),
+    ],
+)
+def test_values_other_readers_read_differently_are_refused(raw: bytes, names: str) -> None:
+    with pytest.raises(Fault) as caught:
+        parse_json(raw)
+    fault = caught.value
+    assert (fault.status, fault.reason, fault.name) == (400, "ambiguous_body", "badRequest")
+    assert fault.message.startswith("Malformed request body: ") and names in fault.message
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b'{"a": 9007199254740991}',
+        b'{"a": -9007199254740991}',
+        b'{"a": 1.5e10}',
+        b'{"a": 0.0e-400}',
+        b'{"a": -0}',
+        b'{"a": "\\ud83d\\ude00"}',  # a surrogate pair is one character
+        '{"a": "\ud7ff\ue000\ufffd"}'.encode(),  # the neighbours of what is refused
+    ],
+)
+def test_interchangeable_values_pass(raw: bytes) -> None:
+    parse_json(raw)
+
+
 def test_values_round_trip() -> None:
     value: Any = parse_json(b'{"a": [1, 2.5, "\\u00e9", true, null, {"b": {}}]}')
     assert value == {"a": [1, 2.5, "é", True, None, {"b": {}}]}

@@ -82,6 +82,9 @@ def test_every_option_has_help() -> None:
         ("[limits]\nmax_request_body_size = -5\n", "max_request_body_size"),
         ("[policy]\nenforce_scope = false\n", "enforce_scope"),
         ("[policy]\nremote_content_type = text/xml\n", "remote_content_type"),
+        ("[gateway]\nserver_header = nova\tapi\n", "server_header"),
+        ("[gateway]\nserver_header = nova\x7f\n", "server_header"),
+        ("[identity]\nwww_authenticate_uri = ftp://keystone\n", "www_authenticate_uri"),
     ],
 )
 def test_invalid_configuration_names_the_option(tmp_path: Path, text: str, named: str) -> None:

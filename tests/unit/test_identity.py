@@ -230,7 +230,21 @@ async def test_keystone_mode_builds_with_session() -> None:
     async with aiohttp.ClientSession() as session:
         authenticator = await build_authenticator(conf, session)
     assert isinstance(authenticator, KeystoneAuthenticator)
-    assert authenticator.www_authenticate == 'Keystone uri="http://ks:5000"'
+    # keystonemiddleware names its www_authenticate_uri as configured: path and all.
+    assert authenticator.www_authenticate == 'Keystone uri="http://ks:5000/v3/"'
+
+
+async def test_keystone_www_authenticate_uri_is_configurable() -> None:
+    conf = conf_with(
+        mode="keystone",
+        keystone_url="http://ks-internal:5000/v3",
+        www_authenticate_uri="https://keystone.example.com/identity/v3",
+        service_password="pw",
+    )
+    async with aiohttp.ClientSession() as session:
+        authenticator = await build_authenticator(conf, session)
+    assert isinstance(authenticator, KeystoneAuthenticator)
+    assert authenticator.www_authenticate == 'Keystone uri="https://keystone.example.com/identity/v3"'
     assert "pw" not in repr(authenticator)
 
 

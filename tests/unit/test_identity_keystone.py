@@ -20,7 +20,7 @@ from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
 from gateway.identity.keystone import KeystoneAuthenticator, TtlLru, token_key
-from gateway.nova.faults import Fault
+from gateway.nova.faults import Fault, Shape
 
 SERVICE_PASSWORD = "service-secret"
 USER_TOKEN = "gAAAAAB-user-token-alice"
@@ -376,7 +376,6 @@ async def test_service_user_refused_is_503_not_401(lab: Lab) -> None:
 
 async def test_missing_or_ambiguous_token_is_401_with_www_authenticate(lab: Lab) -> None:
     authenticator = lab.make()
-    root = lab.url.removesuffix("/v3")
     for headers, reason in (
         ([], "token_missing"),
         ([("X-Auth-Token", "")], "token_missing"),
@@ -385,9 +384,10 @@ async def test_missing_or_ambiguous_token_is_401_with_www_authenticate(lab: Lab)
     ):
         fault = await fault_of(authenticator.authenticate(headers))
         assert (fault.status, fault.reason) == (401, reason)
-        assert fault.headers == {"WWW-Authenticate": f'Keystone uri="{root}"'}
+        assert fault.headers == {"WWW-Authenticate": f'Keystone uri="{lab.url}"'}
         assert fault.message == "The request you have made requires authentication."
         assert fault.version_headers is False
+        assert fault.shape is Shape.KEYSTONE
     assert lab.keystone.validations == 0
 
 

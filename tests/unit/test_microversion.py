@@ -80,6 +80,8 @@ def test_out_of_range_is_406_and_echoes_the_version(value: str) -> None:
     )
     assert fault.headers["OpenStack-API-Version"] == f"compute {value}"
     assert fault.headers["X-OpenStack-Nova-API-Version"] == value
+    # ... and its answer carries them with Vary, as any answer naming a version.
+    assert str(fault.version) == value
 
 
 def test_range_comes_from_the_caller() -> None:

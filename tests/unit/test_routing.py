@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from gateway.nova.faults import Fault
+from gateway.nova.faults import Fault, Shape
 from gateway.nova.routing import RouteKind, classify, split_target
 
 SID = "9b0c8d2e-1111-4222-8333-444455556666"
@@ -38,17 +38,23 @@ def test_action_route_with_project_id() -> None:
         f"/v2.1/NOT_HEX/servers/{SID}/action",
     ],
 )
-def test_action_spelling_variants_are_404(target: str) -> None:
-    with pytest.raises(Fault) as caught:
-        route_of("POST", target)
-    assert caught.value.status == 404
+def test_action_spelling_variants_are_routed_nowhere(target: str) -> None:
+    """Nova's router routes none of them: refused (404) after authentication."""
+    route = route_of("POST", target)
+    assert route.kind is RouteKind.API and route.methods == frozenset()
 
 
 @pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"])
-def test_other_methods_on_action_are_404(method: str) -> None:
-    with pytest.raises(Fault) as caught:
-        route_of(method, f"/v2.1/servers/{SID}/action")
-    assert caught.value.status == 404
+def test_other_methods_on_action_are_routed_nowhere(method: str) -> None:
+    route = route_of(method, f"/v2.1/servers/{SID}/action")
+    assert route.kind is RouteKind.API and method not in route.methods
+
+
+def test_api_routes_carry_the_methods_novas_router_routes() -> None:
+    assert route_of("GET", "/v2.1/servers").methods == {"GET", "POST"}
+    assert route_of("POST", f"/v2.1/servers/{SID}/action").methods == {"POST"}
+    assert route_of("GET", f"/v2.1/0abc/servers/{SID}").methods == {"GET", "PUT", "DELETE"}
+    assert route_of("GET", "/v2.1/servers/").methods == frozenset()
 
 
 @pytest.mark.parametrize(
@@ -87,6 +93,7 @@ def test_unserved_prefixes_are_404(prefix: str) -> None:
     with pytest.raises(Fault) as caught:
         route_of("POST", f"{prefix}/servers/{SID}/action")
     assert caught.value.status == 404
+    assert caught.value.shape is Shape.WEBOB  # as Nova's router answers, no version headers
 
 
 def test_other_api_paths_are_proxied() -> None:
