@@ -16,7 +16,8 @@ import pytest
 from hypothesis import strategies as st
 
 from gateway.nova.route_table import ROUTES, served_methods
-from tests.property.test_nova_oracle import ask_nova, collect, oracle_python  # noqa: F401
+from tests.oracle.bodies import examples
+from tests.property.test_nova_oracle import ask_nova, oracle_python  # noqa: F401
 
 ORACLE = Path(__file__).resolve().parent.parent / "oracle" / "nova_routes.py"
 METHODS = ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE")
@@ -45,7 +46,7 @@ def _corpus(templates: list[str]) -> list[str]:
     # segments), any length up to beyond the longest template.
     literals = sorted({part for path in templates for part in path.split("/") if "{" not in part})
     segment = st.sampled_from([*literals, *SAMPLES, "ABC", ""])
-    generated = collect(
+    generated = examples(
         st.lists(segment, min_size=1, max_size=8).map(lambda parts: "/" + "/".join(parts)),
         GENERATED_PATHS,
     )
