@@ -98,6 +98,22 @@ class Lookup(enum.Enum):
     NONE = "no lookup"
 
 
+class FactsEffect(enum.Enum):
+    """What a call Nova accepted does to the server facts the gateway decides on.
+
+    Data for the server-facts store, so that adding an action stays adding a row.
+    """
+
+    STATE = "changes them (vm/task state, image, flavor...): known from Nova's notification"
+    NONE = "leaves them as they were (consoles, addresses, security groups, crash dump)"
+    LOCK = (
+        "locks the server; who locked is the caller's side (owner when the caller's "
+        "project is the server's, else admin); a lock by the owner of a server that is "
+        "already locked changes nothing"
+    )
+    UNLOCK = "unlocks the server (no one holds the lock any more)"
+
+
 @dataclass(frozen=True)
 class Removed:
     """An action Nova still routes but always answers the same way."""
@@ -126,6 +142,7 @@ class ActionSpec:
     # Nova's 404 text for an id that names no server at all (os-start, os-stop and
     # trigger_crash_dump look the id up in the cell mappings first).
     missing_message: str = "Instance {id} could not be found."
+    facts_effect: FactsEffect = FactsEffect.STATE
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -316,6 +333,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=True,
         states=_states("active", "paused", "rescued", "resized", "error"),
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
         missing_message=_NO_CELL_MAPPING,
     ),
     ActionSpec(
@@ -327,6 +345,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=410,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.NONE,
         removed=Removed(
             410, "This resource is no longer available. No forwarding address is given."
@@ -341,6 +360,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=True,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="os-resetState",
@@ -372,6 +392,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="createBackup",
@@ -423,6 +444,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="removeFloatingIp",
@@ -439,6 +461,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.BY_FLOATING_IP,
     ),
     ActionSpec(
@@ -453,6 +476,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.LOCK,
     ),
     ActionSpec(
         key="unlock",
@@ -471,6 +495,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.UNLOCK,
     ),
     ActionSpec(
         key="migrate",
@@ -509,6 +534,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_fault=LockFault.UNEXPECTED,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="removeFixedIp",
@@ -520,6 +546,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_fault=LockFault.UNEXPECTED,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="pause",
@@ -553,6 +580,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         states=_CONSOLE_TASKS_REJECTED,
         state_name="get_vnc_console",
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.AFTER_POLICY,
     ),
     ActionSpec(
@@ -566,6 +594,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=_CONSOLE_TASKS_REJECTED,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.AFTER_POLICY,
     ),
     ActionSpec(
@@ -579,6 +608,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=_CONSOLE_TASKS_REJECTED,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.AFTER_POLICY,
     ),
     ActionSpec(
@@ -590,6 +620,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=400,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.NONE,
         removed=Removed(
             400,
@@ -626,6 +657,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="removeSecurityGroup",
@@ -636,6 +668,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="shelve",
@@ -720,5 +753,6 @@ SERVER_RESOURCE_ACTIONS: Mapping[str, ActionSpec] = {
         lock_checked=False,
         states=None,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
     ),
 }

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 from oslo_config import cfg
-from oslo_policy import policy
+from oslo_policy import _checks, policy
 
 from gateway.nova.policy_defaults import DEFAULTS, GATEWAY_RULES
 from gateway.policy.compiler import Compiler, Predicate
@@ -48,6 +48,9 @@ class LoadedPolicy:
     fingerprint: Fingerprint
     files: tuple[PolicyFile, ...]
     default: Predicate | None  # the 'default' rule, for names no rule defines
+    # Rules whose check reads a ``server.*`` key of the target (directly or through the
+    # rules they name): decisions on them need current server facts.
+    server_rules: frozenset[str] = frozenset()
 
     def check_str(self, rule: str) -> str:
         """The effective check string of ``rule`` (after overrides), as oslo prints it."""
@@ -124,6 +127,9 @@ def load_policy(policy_dir: Path, *, enforce_new_defaults: bool = True) -> Loade
             )
     # oslo's Rules answer a name no rule defines with the 'default' rule, if defined.
     default_name = enforcer.rules.default_rule
+    server_rules = frozenset(
+        name for name in enforcer.rules if _reads_server(enforcer.rules[name], enforcer.rules)
+    )
     return LoadedPolicy(
         enforcer=enforcer,
         predicates=predicates,
@@ -131,4 +137,32 @@ def load_policy(policy_dir: Path, *, enforce_new_defaults: bool = True) -> Loade
         fingerprint=stamp,
         files=files,
         default=predicates.get(default_name) if isinstance(default_name, str) else None,
+        server_rules=server_rules,
     )
+
+
+SERVER_KEY_MARK = "%(server."
+
+
+def _reads_server(
+    check: _checks.BaseCheck, rules: policy.Rules, seen: frozenset[str] = frozenset()
+) -> bool:
+    """Does evaluating ``check`` read a ``server.*`` key of the target?
+
+    Checks oslo evaluates itself (``http:``, plugins) may read anything: counted as yes.
+    """
+    kind = type(check)
+    if kind in (_checks.TrueCheck, _checks.FalseCheck):
+        return False
+    if kind in (_checks.AndCheck, _checks.OrCheck):
+        return any(_reads_server(part, rules, seen) for part in check.rules)  # type: ignore[attr-defined]
+    if kind is _checks.NotCheck:
+        return _reads_server(check.rule, rules, seen)  # type: ignore[attr-defined]
+    if kind is _checks.RuleCheck:
+        name = check.match  # type: ignore[attr-defined]
+        if name in seen or name not in rules:
+            return False  # a cycle is refused by the compiler; an unknown rule is False
+        return _reads_server(rules[name], rules, seen | {name})
+    if kind in (_checks.RoleCheck, _checks.GenericCheck):
+        return SERVER_KEY_MARK in str(check.match)  # type: ignore[attr-defined]
+    return True
