@@ -69,7 +69,7 @@ class InstanceEvent:
 
 def unwrap(body: Any) -> Mapping[str, Any] | None:
     """The message inside oslo.messaging's envelope (format 2.0), or the message itself."""
-    if isinstance(body, bytes | bytearray):
+    if isinstance(body, str | bytes | bytearray):
         try:
             body = json.loads(body)
         except (ValueError, UnicodeDecodeError):
