@@ -86,6 +86,10 @@ class FactsStore:
             return False
         return self.feed.live_epoch(self.settings.max_lag, now) is None
 
+    def peek(self, server_id: str) -> Entry | None:
+        """What is held for a server, as it is (for operators' tools and tests)."""
+        return self._entries.get(server_id)
+
     @property
     def held(self) -> int:
         """Servers held now."""
@@ -163,6 +167,8 @@ class FactsStore:
         facts, holder = await self.reader.read(
             server_id, locked_by=locked_by, not_before=not_before
         )
+        if not locked_by and before is not None and _is_locked(before.facts) and _is_locked(facts):
+            holder = before.locked_by  # not asked this time: still locked, by the same side
         if feed is None:
             self._cache_read(server_id, facts, holder, started)
         else:
