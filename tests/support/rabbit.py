@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 from tests.conftest import skip_or_fail
 
 RABBIT_URL = os.environ.get("NOVA_GATEWAY_RABBIT_URL", "rabbit://guest:guest@127.0.0.1:5672/")
+# The queue Nova itself declares for its versioned notifications (never the gateway's).
+VERSIONED_QUEUE = "versioned_notifications.info"
 
 
 def broker_address() -> tuple[str, int]:
