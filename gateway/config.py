@@ -336,8 +336,8 @@ server_facts_opts: list[cfg.Opt] = [
         "queue_prefix",
         default="nova-gateway-facts",
         help="Each worker reads from its own queue named <queue_prefix>.<host>.<pid>."
-        "<random>, exclusive to its connection (the broker deletes it when the worker "
-        "stops or dies), bound to the topics: never Nova's shared queues.",
+        "<random>.<connection>, exclusive to its connection (the broker deletes it when "
+        "the worker stops or dies), bound to the topics: never Nova's shared queues.",
     ),
     cfg.IntOpt(
         "size",

@@ -82,7 +82,9 @@ def broker_urls(transport_url: str) -> list[str]:
 
 
 def queue_name(prefix: str) -> str:
-    """``<prefix>.<host>.<pid>.<random>``: one private queue per worker process."""
+    """``<prefix>.<host>.<pid>.<random>``: one private queue per worker process (each
+    connection adds its epoch: a queue the broker still holds for a dead connection, until
+    its heartbeat times out, must not block the next one)."""
     host = "".join(c if c.isalnum() or c in "-_" else "_" for c in socket.gethostname())
     return f"{prefix}.{host[:64]}.{os.getpid()}.{secrets.token_hex(4)}"
 
@@ -122,7 +124,8 @@ class NotificationFeed:
 
     def __init__(self, settings: FeedSettings) -> None:
         self.settings = settings
-        self.queue = queue_name(settings.queue_prefix)
+        self._queue_base = queue_name(settings.queue_prefix)
+        self.queue = f"{self._queue_base}.1"  # the current connection's queue
         self._urls = broker_urls(settings.transport_url)
         self._subscribers: list[Subscriber] = []
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -209,8 +212,9 @@ class NotificationFeed:
             connection.ensure_connection(max_retries=1)
             channel = connection.channel()
             exchange = self._exchange(connection, channel)
+            name = f"{self._queue_base}.{epoch}"
             queue = kombu.Queue(
-                self.queue,
+                name,
                 bindings=[
                     kombu.binding(exchange, routing_key=f"{topic}.info")
                     for topic in settings.topics
@@ -227,7 +231,7 @@ class NotificationFeed:
                 channel, queues=[queue], no_ack=True, on_message=lambda m: self._receive(epoch, m)
             )
             with consumer:
-                self._post(self._on_connected, epoch)
+                self._post(self._on_connected, epoch, name)
                 next_beat = 0.0
                 while not self._stopping.is_set():
                     now = time.monotonic()
@@ -235,7 +239,7 @@ class NotificationFeed:
                         producer.publish(
                             b"{}",
                             exchange="",
-                            routing_key=self.queue,
+                            routing_key=name,
                             headers={HEARTBEAT_HEADER: now},
                             content_type="application/json",
                             retry=False,
@@ -289,9 +293,10 @@ class NotificationFeed:
 
     # -- on the event loop -------------------------------------------------------------
 
-    def _on_connected(self, epoch: int) -> None:
+    def _on_connected(self, epoch: int, queue: str) -> None:
         self.connected = True
         self.epoch = epoch
+        self.queue = queue
         self.last_heartbeat = None
         self.heartbeat_delay = None
         self.counters.connects += 1

@@ -26,8 +26,8 @@ from gateway import gates
 from gateway.nova.catalogue import BY_KEY
 from gateway.nova.faults import Fault
 from tests.e2e.gateway_fixtures import GatewayLab, start_gateway
-from tests.integration.facts_lab import Worker, mirror_options, wait_live, wait_until
 from tests.support.api_client import ApiClient
+from tests.support.facts_lab import Worker, mirror_options, wait_live, wait_until
 from tests.support.gateway import running_gateway
 from tests.support.labs import RealNova
 from tests.support.rabbit import require_rabbit, unique

@@ -12,7 +12,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.integration.facts_lab import MAX_LAG, Worker, facts_lab, wait_live, wait_until
+from tests.support.facts_lab import MAX_LAG, Worker, facts_lab, wait_live, wait_until
 from tests.support.gateway import admin_url
 from tests.support.rabbit import broker_outage, queues_named, require_rabbit
 

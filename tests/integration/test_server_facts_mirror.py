@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.facts_lab import (
+from tests.support.facts_lab import (
     HEARTBEAT,
     facts_lab,
     mirror_options,

@@ -18,7 +18,7 @@ from gateway import gates
 from gateway.nova.catalogue import BY_KEY
 from gateway.nova.faults import Fault
 from tests.integration.conftest import SimUpstream
-from tests.integration.facts_lab import Worker
+from tests.support.facts_lab import Worker
 from tests.support.gateway import running_gateway
 
 CACHE_TTL = 30.0  # longer than the test: every copy stays usable for allows
