@@ -210,8 +210,7 @@ class NotificationFeed:
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
         ) as connection:
             connection.ensure_connection(max_retries=1)
-            channel = connection.channel()
-            exchange = self._exchange(connection, channel)
+            exchange, channel = self._exchange(connection)
             name = f"{self._queue_base}.{epoch}"
             queue = kombu.Queue(
                 name,
@@ -252,17 +251,18 @@ class NotificationFeed:
                     connection.heartbeat_check()
             return True
 
-    def _exchange(self, connection: kombu.Connection, channel: Any) -> kombu.Exchange:
-        """Nova's exchange as Nova declared it; declared here (Nova's defaults) if absent."""
-        exchange = kombu.Exchange(self.settings.exchange, type="topic", durable=False)
+    def _exchange(self, connection: kombu.Connection) -> tuple[kombu.Exchange, Any]:
+        """Nova's exchange as Nova declared it (durable or not: never redeclared), declared
+        here with Nova's defaults only if absent; and the channel to go on with."""
+        name = self.settings.exchange
+        channel = connection.channel()
         try:
-            exchange(channel).declare(passive=True)
+            kombu.Exchange(name, type="topic")(channel).declare(passive=True)
         except connection.channel_errors:
-            # Not there yet (Nova never published): the channel was closed by the refusal.
-            channel.close()
+            # Not there yet (Nova never published); the refusal closed the channel.
             channel = connection.channel()
-            exchange(channel).declare()
-        return exchange
+            kombu.Exchange(name, type="topic", durable=False)(channel).declare()
+        return kombu.Exchange(name, type="topic", no_declare=True), channel
 
     def _receive(self, epoch: int, message: Any) -> None:
         if self._overflow or self._handed - self._taken >= MAX_BACKLOG:
