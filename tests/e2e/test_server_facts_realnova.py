@@ -1,10 +1,11 @@
 """Server facts against the real Nova 34 and the real RabbitMQ.
 
-With the mirror: two workers (two gates in this process, each with its own mirror and
-private queue, as every forked worker has) and, separately, two gateway processes in front
-of a realnova that publishes its versioned notifications. A stop forwarded by one is
-honoured by the other on the next call (sent within 100 ms of Nova showing SHUTOFF), and a
-pause made at Nova directly is honoured within the notification delay, without a read.
+With the mirror, in front of a realnova that publishes its versioned notifications: two
+worker gates in this process (each with its own mirror and private queue, as every forked
+worker has), one gateway process with ``--workers 2`` (connections told apart by the
+workers' audit files), and two gateway processes. A stop forwarded by one is honoured by
+the other on the next call, sent within 100 ms of Nova showing SHUTOFF; a pause made at
+Nova directly is honoured within the notification delay, without a read.
 
 Without a bus: today's stale refusal (worker B refuses a start on the copy it read just
 before A's stop) is reproduced on B's copy, and gone from B's answers.
@@ -13,7 +14,9 @@ before A's stop) is reproduced on B's copy, and gone from B's answers.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -27,6 +30,7 @@ from gateway.nova.catalogue import BY_KEY
 from gateway.nova.faults import Fault
 from tests.e2e.gateway_fixtures import GatewayLab, start_gateway
 from tests.support.api_client import ApiClient
+from tests.support.audit import write_key
 from tests.support.facts_lab import Worker, mirror_options, wait_live, wait_until
 from tests.support.gateway import running_gateway
 from tests.support.labs import RealNova
@@ -182,6 +186,103 @@ async def test_two_gateway_processes_honour_each_others_changes(
     finally:
         for lab in labs:
             lab.process.stop()
+        await settle_active(nova, server)
+
+
+AUDIT_FILE = re.compile(r"^audit-.+-(\d+)-\d{8}T\d{6}-[0-9a-f]+-\d+\.jsonl$")
+
+
+def serving_pid(audit_dir: Path, global_id: str) -> int | None:
+    """The worker whose audit file holds the call sent with ``global_id`` (each worker
+    writes its own files, named with its pid)."""
+    for path in audit_dir.glob("*.jsonl"):
+        match = AUDIT_FILE.match(path.name)
+        if match and global_id in path.read_text(encoding="utf-8", errors="replace"):
+            return int(match.group(1))
+    return None
+
+
+async def call_via(
+    session: aiohttp.ClientSession, base: str, server: str, body: Any, audit_dir: Path
+) -> tuple[int, int]:
+    """(status, pid of the worker that served it) for an action sent on ``session``."""
+    global_id = f"req-{uuid.uuid4()}"
+    async with session.post(
+        f"{base}/servers/{server}/action",
+        json=body,
+        headers={"X-Auth-Token": ALICE, "X-OpenStack-Request-ID": global_id},
+    ) as response:
+        await response.read()
+        status = response.status
+    pid: int | None = None
+
+    def found() -> bool:
+        nonlocal pid
+        pid = serving_pid(audit_dir, global_id)
+        return pid is not None
+
+    await wait_until(found, 10.0, "the call's audit record")
+    assert pid is not None
+    return status, pid
+
+
+async def test_two_workers_of_one_gateway_process(
+    realnova_bus: RealNova, http_session: aiohttp.ClientSession, tmp_path: Path, lab_logs: Path
+) -> None:
+    """``--workers 2`` on one port: two keep-alive connections that the kernel gave to
+    different workers (told apart by the workers' own audit files) carry the stop and
+    the start."""
+    rabbit = require_rabbit()
+    nova = ApiClient(http_session, realnova_bus.url)
+    server = realnova_bus.seed("p1", 0)
+    await settle_active(nova, server)
+    audit_dir = tmp_path / "audit"
+    sections = {
+        "identity": {"mode": "noauth", "allow_noauth": "true"},
+        "server_facts": {
+            "notifications_url": rabbit,
+            "queue_prefix": unique("nova-gateway-e2e"),
+            "heartbeat_interval": "0.1",
+            "max_lag": "1.0",
+        },
+        "audit": {
+            "enabled": "true",
+            "hmac_key_file": str(write_key(tmp_path)),
+            "file_directory": str(audit_dir),
+            "file_fsync": "never",
+        },
+    }
+    lab = start_gateway(realnova_bus.url, tmp_path / "gw", lab_logs, sections, workers=2)
+    sessions: list[aiohttp.ClientSession] = []
+    try:
+        by_pid: dict[int, aiohttp.ClientSession] = {}
+        for _ in range(16):  # each new connection lands on a worker the kernel picks
+            session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1))
+            sessions.append(session)
+            status, pid = await call_via(
+                session, lab.url, server, {"os-getConsoleOutput": {}}, audit_dir
+            )
+            assert status == 200
+            by_pid.setdefault(pid, session)
+            if len(by_pid) == 2:
+                break
+        assert len(by_pid) == 2, "every connection went to the same worker"
+        (pid_a, a), (pid_b, b) = by_pid.items()
+        # Each worker now holds the server ACTIVE (B read it just before, as in the issue).
+        stop, served = await call_via(a, lab.url, server, {"os-stop": None}, audit_dir)
+        assert (stop, served) == (202, pid_a)
+        await nova.wait_for_status(server, "SHUTOFF", ALICE, interval=0.02)
+        shown = time.monotonic()
+        start = asyncio.ensure_future(call_via(b, lab.url, server, {"os-start": None}, audit_dir))
+        await asyncio.sleep(0)
+        assert time.monotonic() - shown < START_WITHIN
+        status, served = await start
+        assert served == pid_b
+        assert status == 202, "worker B refused the start that worker A's stop made valid"
+    finally:
+        for session in sessions:
+            await session.close()
+        lab.process.stop()
         await settle_active(nova, server)
 
 
