@@ -58,7 +58,7 @@ def start_realnova(children: Children, workdir: Path, rabbit_url: str) -> tuple[
 
 def start_gateway(
     children: Children, workdir: Path, name: str, upstream: str, options: dict[str, str]
-) -> str:
+) -> tuple[str, str]:
     config = workdir / f"{name}.conf"
     lines = ["[identity]", "mode = noauth", "allow_noauth = true"]
     if options:
@@ -75,7 +75,19 @@ def start_gateway(
         cwd=REPO,
     )  # fmt: skip
     children.wait_ready_line(child, 60.0)
-    return f"http://{LOOPBACK}:{port}/v2.1"
+    return f"http://{LOOPBACK}:{port}/v2.1", f"http://{LOOPBACK}:{admin}"
+
+
+async def server_reads(admin: str) -> dict[str, float]:
+    """The gateway's nova_gateway_server_reads_total, by reason."""
+    async with aiohttp.ClientSession() as session, session.get(admin + "/metrics") as response:
+        text = await response.text()
+    reads: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith('nova_gateway_server_reads_total{reason="'):
+            reason = line.split('"')[1]
+            reads[reason] = float(line.rsplit(" ", 1)[1])
+    return reads
 
 
 async def settled(session: aiohttp.ClientSession, nova: str, server: str) -> dict[str, Any]:
@@ -133,7 +145,9 @@ async def measure(
     return times
 
 
-def report(times: dict[str, dict[str, list[float]]], calls: int) -> str:
+def report(
+    times: dict[str, dict[str, list[float]]], calls: int, reads: dict[str, dict[str, float]]
+) -> str:
     direct = times["direct"]
     lines = [
         f"### Action latency against the real Nova (median of {calls} calls each, ms; "
@@ -152,6 +166,10 @@ def report(times: dict[str, dict[str, list[float]]], calls: int) -> str:
             + " | ".join(f"{medians[a]:.1f}" for a in ACTIONS)
             + f" | {'—' if target == 'direct' else added} |"
         )
+    lines.append("")
+    for target, by_reason in reads.items():
+        counted = ", ".join(f"{reason} {count:g}" for reason, count in sorted(by_reason.items()))
+        lines.append(f"* {target}: reads of the server from Nova, whole run: {counted or '0'}")
     return "\n".join(lines)
 
 
@@ -179,15 +197,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         nova, server = start_realnova(children, workdir, args.rabbit_url)
         prefix = f"nova-gateway-latency-{os.getpid()}"
-        targets = {
-            "direct": nova,
+        gateways = {
             "gateway, mirror": start_gateway(
                 children, workdir, "gateway-mirror", nova,
                 {"notifications_url": args.rabbit_url, "queue_prefix": prefix},
             ),
             "gateway, no bus": start_gateway(children, workdir, "gateway-reads", nova, {}),
         }  # fmt: skip
+        targets = {"direct": nova, **{name: api for name, (api, _) in gateways.items()}}
         times = asyncio.run(measure(targets, nova, server, args.calls))
+        reads = {name: asyncio.run(server_reads(admin)) for name, (_, admin) in gateways.items()}
     except (StartError, OSError, aiohttp.ClientError, KeyError, ValueError) as exc:
         print(f"latency run failed: {exc}", file=sys.stderr)
         return 1
@@ -195,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         children.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
         purge_novas_queue(args.rabbit_url)
-    print(report(times, args.calls))
+    print(report(times, args.calls, reads))
     return 0
 
 
