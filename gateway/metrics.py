@@ -180,7 +180,7 @@ class GatewayMetrics:
             ["kind"],
             registry=r,
         )
-        self.notification_reconnects = Counter(
+        self.notification_disconnects = Counter(
             "nova_gateway_notification_feed_disconnects",
             "Times a worker's notification feed lost its connection (and its queue).",
             registry=r,
@@ -343,7 +343,7 @@ class MetricsObserver:
             for kind in ("instance_events", "heartbeats", "ignored"):
                 label = {"instance_events": "instance", "heartbeats": "heartbeat"}.get(kind, kind)
                 deltas.append(_Delta(_reader(counters, kind), m.notifications.labels(label).inc))
-            deltas.append(_Delta(_reader(counters, "disconnects"), m.notification_reconnects.inc))
+            deltas.append(_Delta(_reader(counters, "disconnects"), m.notification_disconnects.inc))
         limiter = gate.rate_limiter
         if limiter is not None:
             deltas.append(_Delta(lambda: limiter.storage_errors, m.rate_limit_storage_errors.inc))

@@ -121,17 +121,18 @@ class FactsStore:
                     entry.locked_by = entry.locked_by or holder
                 grade = Grade.COHERENT if self.feed is not None else Grade.CACHED
                 return Known(entry.facts, holder if _is_locked(entry.facts) else None, grade)
+        assert read is not None
         self.misses += 1
         reasons.append(read.value)
         return await self._read(server_id, locked_by=locked_by, not_before=not_before)
 
-    async def _usable(self, server_id: str) -> tuple[Entry | None, ReadReason]:
-        """The entry a decision may use, else why Nova must be read."""
+    async def _usable(self, server_id: str) -> tuple[Entry, None] | tuple[None, ReadReason]:
+        """The entry a decision may use, or why Nova must be read instead."""
         now = time.monotonic()
         entry = self._entries.get(server_id)
         if self.feed is None:
             if entry is not None and entry.expires > now:
-                return entry, ReadReason.MISS
+                return entry, None
             return None, ReadReason.EXPIRED if entry is not None else ReadReason.MISS
         epoch = self.feed.live_epoch(self.settings.max_lag, now)
         if epoch is None:
@@ -143,7 +144,7 @@ class FactsStore:
             return None, ReadReason.MISS
         if self.feed.live_epoch(self.settings.max_lag) != epoch:
             return None, ReadReason.DEGRADED  # the feed went away while we waited
-        return entry, ReadReason.MISS
+        return entry, None
 
     async def _wait_pending(self, server_id: str, since: float) -> bool:
         """Wait up to pending_wait for Nova's notifications of what this worker forwarded."""
