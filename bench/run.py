@@ -26,6 +26,7 @@ from typing import Any
 
 from bench import cpu
 from bench.load import REPO, LoadError, run_openloop, run_wrk
+from bench.mixed import run_mixed
 from bench.procs import LOOPBACK, Child, Children, StartError, free_port, pinned
 from bench.scenarios import SCENARIOS, TOKEN, Scenario, wrk_script
 from bench.stats import fmt, median
@@ -663,6 +664,22 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         help="take a sample again (once) when foreign CPU exceeded PCT %% (25; 100: never)",
     )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk/nginx")
+    parser.add_argument(
+        "--mixed",
+        action="store_true",
+        help="also run the mixed scenario (80 %% reads, 20 %% actions; needs RabbitMQ): "
+        "reads of Nova per request and per action, without and with the mirror",
+    )
+    parser.add_argument("--mixed-only", action="store_true", help="run only the mixed scenario")
+    parser.add_argument("--mixed-requests", type=int, default=4000, help="measured requests")
+    parser.add_argument("--mixed-clients", type=int, default=8, help="concurrent clients (8)")
+    parser.add_argument("--mixed-servers", type=int, default=10, help="servers per project (10)")
+    parser.add_argument("--mixed-workers", type=int, default=1, help="gateway workers (1)")
+    parser.add_argument(
+        "--rabbit-url",
+        default="rabbit://guest:guest@127.0.0.1:5672/",
+        help="RabbitMQ for the mixed scenario's notifications",
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     quick = args.quick
@@ -685,6 +702,11 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("connections 1..1024, servers 1..500, rate 0..20000")
     if not (1 <= args.rate_reps <= 10 and 0.5 <= args.rate_seconds <= 60):
         parser.error("rate-reps 1..10, rate-seconds 0.5..60")
+    if not (100 <= args.mixed_requests <= 200000 and 1 <= args.mixed_clients <= 256):
+        parser.error("mixed-requests 100..200000, mixed-clients 1..256")
+    if not (1 <= args.mixed_servers <= 200 and 1 <= args.mixed_workers <= 8):
+        parser.error("mixed-servers 1..200, mixed-workers 1..8")
+    args.mixed = args.mixed or args.mixed_only
     return args
 
 
@@ -700,17 +722,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     bench = Bench(args, tools, workdir)
     meta = metadata(args, tools, bench.layout)
     failed = False
+    mixed: list[str] = []
     try:
-        bench.start()
-        bench.run_closed()
-        bench.run_fixed()
+        if not args.mixed_only:
+            bench.start()
+            bench.run_closed()
+            bench.run_fixed()
+            bench.children.stop_all()
+        if args.mixed:
+            mixed = run_mixed(args, workdir, bench.note)
     except (StartError, LoadError, OSError) as exc:
         failed = True
         print(f"benchmark failed: {exc}", file=sys.stderr)
     finally:
         bench.children.stop_all()
         shutil.rmtree(workdir, ignore_errors=True)
-    text = report(bench, meta)
+    text = report(bench, meta) + ("\n\n" + "\n".join(mixed) if mixed else "")
     print(text)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -730,7 +757,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError:
         shown = Path(result_path.name)
     print(f"\n(raw samples: {shown})")
-    return 1 if failed or not bench.samples else 0
+    return 1 if failed or not (bench.samples or mixed) else 0
 
 
 if __name__ == "__main__":

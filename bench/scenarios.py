@@ -39,6 +39,17 @@ LOCK = Scenario(
 SHOW = Scenario("show", "GET", b"", "GET /v2.1/servers/{id} by the owner (200, ~1.3 KB JSON)")
 SCENARIOS = {scenario.name: scenario for scenario in (LOCK, SHOW)}
 
+# The mixed scenario (bench/mixed.py): reads and actions over a working set of servers in
+# several projects; each server goes through these actions in turn, so every one is valid.
+MIXED_READ_SHARE = 0.8
+MIXED_PROJECTS = ("p1", "p2", "p3")
+MIXED_ACTIONS: tuple[dict[str, None], ...] = (
+    {"pause": None},
+    {"lock": None},
+    {"unlock": None},
+    {"unpause": None},
+)
+
 
 def _lua_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'

@@ -16,7 +16,7 @@ from gateway.nova.faults import Fault
 from gateway.nova.routing import Route
 from gateway.nova.types import Version
 from gateway.proxy.upstream import Exchange, ResponseRewrite
-from gateway.servers.lookup import ServerFacts
+from gateway.servers.facts import Grade, ReadReason, ServerFacts
 
 
 @dataclass
@@ -38,6 +38,13 @@ class Call:
     is_admin: bool = False
     server: ServerFacts | None = None
     locked_by: str | None = None
+    # How current the server facts the call was decided on are; why Nova was read for it
+    # (ReadReason values, in order); a read the next lookup must make, with its reason.
+    facts_grade: Grade | None = None
+    server_reads: list[str] = field(default_factory=list)
+    read_server: ReadReason | None = None
+    # A refusal decided on a copy was re-decided on a fresh read: "stood" | "overturned".
+    refusal_confirmation: str | None = None
     # (rule, outcome) for every policy rule evaluated: allow | deny | would_deny
     verdicts: list[tuple[str, str]] = field(default_factory=list)
     # Headers a stage wants on the answer whatever it is (e.g. RateLimit-*).

@@ -370,9 +370,76 @@ server_lookup_opts: list[cfg.Opt] = [
         "cache_ttl",
         min=0,
         default=2.0,
-        help="Seconds a server read from the upstream is reused for decisions.",
+        help="Without a notification bus ([server_facts] notifications_url unset): seconds "
+        "a server read from the upstream may back a decision to allow (Nova checks lock and "
+        "state again). Refusals, site rules reading server.* and strict locks always "
+        "decide on a fresh read. 0 reads every time. Unused with a bus (a warning says so).",
     ),
-    cfg.IntOpt("cache_size", min=1, default=10000, help="Most servers held in the cache."),
+    cfg.IntOpt(
+        "cache_size",
+        min=1,
+        default=10000,
+        help="Without a notification bus: most servers held in the cache.",
+    ),
+]
+
+server_facts_opts: list[cfg.Opt] = [
+    cfg.StrOpt(
+        "notifications_url",
+        secret=True,
+        help="Transport URL of the message bus Nova publishes its versioned notifications "
+        "on, e.g. rabbit://user:password@rabbit:5672/ (oslo.messaging's form; several "
+        "hosts separated by commas; amqps:// for TLS). Set, each worker keeps a mirror of "
+        "server facts fed by them and reads Nova only when the mirror cannot answer. Nova "
+        "needs [notifications] notification_format = versioned and notify_on_state_change "
+        "= vm_and_task_state. Unset: no mirror ([server_lookup] applies).",
+    ),
+    cfg.StrOpt(
+        "exchange",
+        default="nova",
+        help="Exchange Nova publishes notifications to (Nova's control_exchange).",
+    ),
+    cfg.ListOpt(
+        "topics",
+        default=["versioned_notifications"],
+        help="Nova's [notifications] versioned_notifications_topics; the feed reads their "
+        "info priority (<topic>.info).",
+    ),
+    cfg.StrOpt(
+        "queue_prefix",
+        default="nova-gateway-facts",
+        help="Each worker reads from its own queue named <queue_prefix>.<host>.<pid>."
+        "<random>.<connection>, exclusive to its connection (the broker deletes it when "
+        "the worker stops or dies), bound to the topics: never Nova's shared queues.",
+    ),
+    cfg.IntOpt(
+        "size",
+        min=1,
+        default=100000,
+        help="Most servers each worker's mirror holds (least recently used go first).",
+    ),
+    cfg.FloatOpt(
+        "pending_wait",
+        min=0,
+        default=0.05,
+        help="Seconds a call waits for Nova's notification of an action this worker "
+        "forwarded on the same server before reading the server from Nova instead.",
+    ),
+    cfg.FloatOpt(
+        "max_lag",
+        min=0.1,
+        default=2.0,
+        help="The mirror is degraded (every decision reads Nova) while the feed is "
+        "disconnected or its heartbeat, which queues behind Nova's messages, is older "
+        "than this many seconds. Must exceed heartbeat_interval.",
+    ),
+    cfg.FloatOpt(
+        "heartbeat_interval",
+        min=0.05,
+        default=0.5,
+        help="Seconds between the heartbeats each worker sends through its own queue to "
+        "prove that the feed is connected and keeping up.",
+    ),
 ]
 
 rate_limit_opts: list[cfg.Opt] = [
@@ -652,6 +719,7 @@ OPT_GROUPS: dict[str, list[cfg.Opt]] = {
     "identity": identity_opts,
     "policy": policy_opts,
     "server_lookup": server_lookup_opts,
+    "server_facts": server_facts_opts,
     "rate_limit": rate_limit_opts,
     "metrics": metrics_opts,
     "audit": audit_opts,
@@ -734,6 +802,7 @@ def validate(conf: cfg.ConfigOpts) -> None:
                 raise ConfigError(f"[upstream] {name}: {text!r} is not X.Y") from None
     _validate_audit(conf)
     validate_policy(conf)
+    _validate_server_facts(conf)
 
 
 def validate_policy(conf: cfg.ConfigOpts) -> None:
@@ -742,6 +811,25 @@ def validate_policy(conf: cfg.ConfigOpts) -> None:
         raise ConfigError(
             "[policy] enforce_scope: false is not supported: oslo.policy 6, which Nova 34 "
             "runs, always checks a rule's scope types (the option is gone); remove it"
+        )
+
+
+def _validate_server_facts(conf: cfg.ConfigOpts) -> None:
+    group = conf.server_facts
+    if not group.notifications_url:
+        return
+    if group.max_lag <= group.heartbeat_interval:
+        raise ConfigError(
+            "[server_facts] max_lag: must exceed heartbeat_interval "
+            f"({group.max_lag:g} <= {group.heartbeat_interval:g})"
+        )
+    if not group.topics:
+        raise ConfigError("[server_facts] topics: at least one topic is needed")
+    prefix = group.queue_prefix
+    if not prefix or prefix.startswith("amq.") or len(prefix) > 100:
+        raise ConfigError(
+            f"[server_facts] queue_prefix: {prefix!r} must be 1-100 characters and not "
+            "start with amq. (reserved by the broker)"
         )
 
 

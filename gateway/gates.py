@@ -11,7 +11,7 @@ from typing import Any
 from gateway.identity.credentials import Credentials
 from gateway.nova.catalogue import ActionSpec, LockFault
 from gateway.nova.faults import Fault
-from gateway.servers.lookup import ServerFacts
+from gateway.servers.facts import ServerFacts
 
 
 def not_found(server_id: str, template: str = "Instance {id} could not be found.") -> Fault:

@@ -48,6 +48,7 @@ ALL_SINKS = "all"  # the sink label of records the audit trail refused for every
 # Seconds. The gateway's own share (decision) is expected in the sub-millisecond to
 # millisecond range; whole requests include Nova and can take seconds.
 DECISION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25)
+NOTIFICATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 
@@ -123,6 +124,65 @@ class GatewayMetrics:
             "Cache lookups by cache (identity: validated tokens; server: server reads) "
             "and result (hit, miss).",
             ["cache", "result"],
+            registry=r,
+        )
+        self.server_reads = Counter(
+            "nova_gateway_server_reads",
+            "Reads of a server from Nova made to decide a call, by reason (miss, expired, "
+            "pending, degraded, confirm, gateway_rule, locked_by).",
+            ["reason"],
+            registry=r,
+        )
+        self.server_facts_decisions = Counter(
+            "nova_gateway_server_facts_decisions",
+            "Calls decided on a server's facts, by grade: fresh (read for the call), "
+            "coherent (the notification mirror), cached (a copy without a bus).",
+            ["grade"],
+            registry=r,
+        )
+        self.refusal_confirmations = Counter(
+            "nova_gateway_refusal_confirmations",
+            "Refusals decided on a copy and decided again on a fresh read: stood, or "
+            "overturned (the copy was stale; the call went through).",
+            ["outcome"],
+            registry=r,
+        )
+        self.server_facts_degraded = Gauge(
+            "nova_gateway_server_facts_degraded",
+            "1 while a worker's notification mirror is degraded (feed down or lagging): "
+            "its decisions read Nova. 0 when up, or when no bus is configured.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.server_facts_entries = Gauge(
+            "nova_gateway_server_facts_entries",
+            "Servers held in the workers' mirrors (or caches).",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
+        self.notification_heartbeat_age = Gauge(
+            "nova_gateway_notification_heartbeat_age_seconds",
+            "Age of the last heartbeat that came through a worker's notification queue "
+            "(+Inf before the first one); above [server_facts] max_lag the mirror is degraded.",
+            registry=r,
+            multiprocess_mode="livemax",
+        )
+        self.notification_delay = Histogram(
+            "nova_gateway_notification_delay_seconds",
+            "From the timestamp Nova put on an instance notification to its arrival at "
+            "the gateway (includes clock skew between the hosts).",
+            buckets=NOTIFICATION_BUCKETS,
+            registry=r,
+        )
+        self.notifications = Counter(
+            "nova_gateway_notifications",
+            "Messages the notification feed received, by kind (instance, heartbeat, ignored).",
+            ["kind"],
+            registry=r,
+        )
+        self.notification_disconnects = Counter(
+            "nova_gateway_notification_feed_disconnects",
+            "Times a worker's notification feed lost its connection (and its queue).",
             registry=r,
         )
         self.policy_reloads = Counter(
@@ -277,6 +337,13 @@ class MetricsObserver:
                 hit, miss = (m.cache_lookups.labels(cache, result) for result in ("hit", "miss"))
                 deltas.append(_Delta(_reader(source, "hits"), hit.inc))
                 deltas.append(_Delta(_reader(source, "misses"), miss.inc))
+        feed = gate.servers.feed
+        if feed is not None:
+            counters = feed.counters
+            for kind in ("instance_events", "heartbeats", "ignored"):
+                label = {"instance_events": "instance", "heartbeats": "heartbeat"}.get(kind, kind)
+                deltas.append(_Delta(_reader(counters, kind), m.notifications.labels(label).inc))
+            deltas.append(_Delta(_reader(counters, "disconnects"), m.notification_disconnects.inc))
         limiter = gate.rate_limiter
         if limiter is not None:
             deltas.append(_Delta(lambda: limiter.storage_errors, m.rate_limit_storage_errors.inc))
@@ -307,6 +374,12 @@ class MetricsObserver:
             m.upstream_seconds.observe(exchange.seconds)
         if exchange.error is not None:
             m.upstream_errors.labels(exchange.error).inc()
+        for reason in call.server_reads:
+            m.server_reads.labels(reason).inc()
+        if call.facts_grade is not None:
+            m.server_facts_decisions.labels(call.facts_grade.value).inc()
+        if call.refusal_confirmation is not None:
+            m.refusal_confirmations.labels(call.refusal_confirmation).inc()
         if call.rate_limit is not None:
             m.rate_limit_decisions.labels(call.rate_limit).inc()
             if call.rate_limit == "refused":
@@ -324,11 +397,25 @@ class MetricsObserver:
                 for worker in audit.workers:
                     self.metrics.audit_queue_depth.labels(worker.sink.name).set(worker.depth())
             self.metrics.policy_last_reload_ok.set(1 if self._gate.policy.last_reload_ok else 0)
+            self._sample_server_facts()
             limiter = self._gate.rate_limiter
             if limiter is not None:
                 self.metrics.rate_limit_breaker_open.set(1 if limiter.breaker.open else 0)
         except Exception:
             log.exception("metrics_sample_failed")
+
+    def _sample_server_facts(self) -> None:
+        m, store = self.metrics, self._gate.servers
+        m.server_facts_entries.set(store.held)
+        m.server_facts_degraded.set(1 if store.degraded() else 0)
+        feed = store.feed
+        if feed is None:
+            return
+        age = feed.heartbeat_age()
+        m.notification_heartbeat_age.set(float("inf") if age is None else age)
+        delays = feed.counters.delays
+        while delays:
+            m.notification_delay.observe(max(0.0, delays.popleft()))
 
     async def start(self, app: web.Application | None = None) -> None:
         if self._task is None:

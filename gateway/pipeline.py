@@ -21,7 +21,15 @@ from gateway.audit.trail import AuditTrail
 from gateway.call import Call
 from gateway.identity.credentials import Authenticator
 from gateway.nova import body, microversion, routing
-from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, Lookup, PolicyRule, Target
+from gateway.nova.catalogue import (
+    BY_KEY,
+    SERVER_RESOURCE_ACTIONS,
+    ActionSpec,
+    Lookup,
+    PolicyRule,
+    Target,
+    When,
+)
 from gateway.nova.faults import Fault, Shape, not_found
 from gateway.nova.validation import validate_action
 from gateway.policy.engine import Outcome, PolicyEngine, build_target, rules_for
@@ -30,7 +38,8 @@ from gateway.proxy.upstream import Upstream
 from gateway.proxy.versions import UpstreamVersions
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.responses import answer_headers, fault_response
-from gateway.servers.lookup import LockRecords, ServerLookup
+from gateway.servers.facts import Grade, ReadReason
+from gateway.servers.store import FactsStore
 
 log = structlog.get_logger(__name__)
 
@@ -44,8 +53,7 @@ class Gate:
     forwarding: ForwardingPolicy
     identity: Authenticator
     policy: PolicyEngine
-    servers: ServerLookup
-    lock_records: LockRecords
+    servers: FactsStore
     max_body: int
     max_path: int
     body_timeout: float = 60.0
@@ -286,18 +294,40 @@ async def look_up_server(gate: Gate, call: Call, request: web.BaseRequest) -> No
         return
     server_id = call.route.server_id or ""
     assert call.credentials is not None
-    found = await gate.servers.get(server_id)
-    call.server = gates.check_visible(
-        call.action, server_id, found, call.credentials, call.is_admin
+    needs_holder = _reads_lock_holder(call.action)
+    known = await gate.servers.known(
+        server_id,
+        not_before=call.started,
+        locked_by=needs_holder,
+        read=call.read_server,
+        reads=call.server_reads,
     )
-    if call.server.locked and any(
-        rule.when.name == "LOCKED_BY_OTHER" for rule in call.action.policies
-    ):
-        # Nova's instance-action log is the truth (other workers, replicas and direct
-        # clients lock too); the gateway's own record only fills in when it is silent.
-        call.locked_by = await gate.servers.locked_by(call.server) or gate.lock_records.get(
-            server_id
-        )
+    call.facts_grade = known.grade
+    call.server = gates.check_visible(
+        call.action, server_id, known.facts, call.credentials, call.is_admin
+    )
+    call.locked_by = known.locked_by
+    if known.grade is Grade.CACHED and _decides_beyond_nova(gate, call):
+        # A copy may back an allow only where Nova checks the same again (README,
+        # "Server facts"); this call also has checks Nova does not make.
+        call.read_server = ReadReason.GATEWAY_RULE
+        await look_up_server(gate, call, request)
+
+
+def _reads_lock_holder(spec: ActionSpec) -> bool:
+    return any(rule.when is When.LOCKED_BY_OTHER for rule in spec.policies)
+
+
+def _decides_beyond_nova(gate: Gate, call: Call) -> bool:
+    """Checks only the gateway makes on the server: site rules reading ``server.*``, and
+    strict locks (Nova lets an admin act on a locked server)."""
+    assert call.action is not None and call.credentials is not None
+    if gate.strict_locks and call.is_admin and call.action.lock_checked:
+        return True
+    rules = _rules(call, after_state=False, caller_target=False) + _rules(
+        call, after_state=True, caller_target=False
+    )
+    return gate.policy.reads_server(rules)
 
 
 async def authorize(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -342,6 +372,9 @@ STAGES: Sequence[Stage] = (
     check_state,  # 409
     authorize_after_state,  # 403 from inside the compute API
 )
+# From here on the stages decide on the server's facts (and only they do): a refusal among
+# them is confirmed on a fresh read when the facts were a copy (``decide``).
+ON_SERVER_FACTS = STAGES.index(look_up_server)
 
 
 def upstream_headers(gate: Gate, call: Call) -> list[tuple[str, str]]:
@@ -363,25 +396,43 @@ async def write_ahead(gate: Gate, call: Call) -> None:
 
 
 def after_forward(gate: Gate, call: Call, status: int) -> None:
-    """What the gateway must remember once Nova has acted on a server."""
+    """What Nova's answer means for the facts this worker holds (the row's facts effect)."""
     if call.action is None or call.route is None or call.route.server_id is None:
         return
-    server_id = call.route.server_id
-    gate.servers.invalidate(server_id)
-    if status >= 300 or call.credentials is None or call.server is None:
-        return
-    if call.action.key == "lock" and not call.server.locked:
-        owner = call.credentials.project_id == call.server.project_id
-        gate.lock_records.locked(server_id, "owner" if owner else "admin")
-    elif call.action.key == "unlock":
-        gate.lock_records.unlocked(server_id)
+    gate.servers.forwarded(
+        call.route.server_id,
+        call.action.facts_effect,
+        status,
+        call.exchange.request_id,
+        caller_project=call.credentials.project_id if call.credentials else None,
+    )
+
+
+async def decide(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+    """Run the stages; a refusal decided on a copy of the server is decided again on a
+    fresh read before it is answered (a stale refusal is a wrong answer)."""
+    for stage in STAGES[:ON_SERVER_FACTS]:
+        await stage(gate, call, request)
+    verdicts = len(call.verdicts)
+    try:
+        for stage in STAGES[ON_SERVER_FACTS:]:
+            await stage(gate, call, request)
+    except Fault:
+        if call.facts_grade in (None, Grade.FRESH):
+            raise
+        del call.verdicts[verdicts:]
+        call.server = call.locked_by = call.facts_grade = None
+        call.read_server = ReadReason.CONFIRM
+        call.refusal_confirmation = "stood"
+        for stage in STAGES[ON_SERVER_FACTS:]:
+            await stage(gate, call, request)
+        call.refusal_confirmation = "overturned"
 
 
 async def handle(gate: Gate, call: Call, request: web.BaseRequest) -> web.StreamResponse:
     """Decide, then forward exactly what was decided, or answer the refusal."""
     try:
-        for stage in STAGES:
-            await stage(gate, call, request)
+        await decide(gate, call, request)
         call.decided_seconds = time.monotonic() - call.started
         call.decision = "allow"
         await write_ahead(gate, call)  # the decision is on record before the call leaves

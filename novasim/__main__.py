@@ -39,6 +39,16 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         action="store_true",
         help="without a token, accept X-User-Id/X-Project-Id/X-Roles (a trusted front)",
     )
+    parser.add_argument(
+        "--notify-url",
+        help="publish Nova's versioned notifications to this RabbitMQ transport URL "
+        "(rabbit://user:pass@host:5672/), exchange nova, topic versioned_notifications",
+    )
+    parser.add_argument(
+        "--notify-topic",
+        default="versioned_notifications",
+        help="the notification topic (messages go to <topic>.info)",
+    )
     return parser.parse_args(argv)
 
 
@@ -48,6 +58,8 @@ async def _serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         max_recorded_requests=args.max_recorded_requests,
         trust_identity_headers=args.trust_identity_headers,
+        notify_url=args.notify_url,
+        notify_topic=args.notify_topic,
     )
     runner = web.AppRunner(create_app(config), access_log=None, handle_signals=False)
     await runner.setup()

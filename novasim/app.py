@@ -40,6 +40,7 @@ def create_app(config: SimConfig | None = None) -> web.Application:
 
     async def cleanup(app: web.Application) -> None:
         sim.lifecycle.cancel_all()
+        sim.notifier.close()
 
     app.on_cleanup.append(cleanup)
     return app

@@ -36,3 +36,8 @@ class SimConfig:
     offload_on_shelve: bool = True
     # Where createImage (< 2.45) points its Location header: the image service endpoint.
     image_service_url: str = "http://localhost:9292"
+    # A RabbitMQ transport URL (rabbit://user:pass@host:5672/): publish Nova's versioned
+    # notifications there, as realnova does with NOVA_LAB_NOTIFY_URL. None: publish nothing.
+    notify_url: str | None = None
+    notify_exchange: str = "nova"
+    notify_topic: str = "versioned_notifications"

@@ -28,9 +28,18 @@ class Transition:
 class Lifecycle:
     """Starts tasks on servers and settles them, at once or after ``delay`` seconds."""
 
-    def __init__(self, store: Store, delay: float) -> None:
+    def __init__(
+        self,
+        store: Store,
+        delay: float,
+        on_change: Callable[[Server], None] | None = None,
+        on_gone: Callable[[Server], None] | None = None,
+    ) -> None:
         self._store = store
         self._delay = delay
+        # Nova's notifications: every task state change, and the end of a deleted server.
+        self._on_change = on_change or (lambda server: None)
+        self._on_gone = on_gone or (lambda server: None)
         self._timers: set[asyncio.TimerHandle] = set()
 
     def begin(
@@ -44,6 +53,7 @@ class Lifecycle:
         server.generation += 1
         server.task_state = transition.task_state
         server.touch()
+        self._on_change(server)
         if observe is not None:
             observe(server)
         if self._delay <= 0:
@@ -69,6 +79,7 @@ class Lifecycle:
             return
         if transition.delete:
             self._store.remove(server_id)
+            self._on_gone(server)
             return
         if transition.end_vm_state is not None:
             server.vm_state = transition.end_vm_state
@@ -80,6 +91,7 @@ class Lifecycle:
         if transition.finish is not None:
             transition.finish(server)
         server.updated = now()
+        self._on_change(server)
 
     def cancel_all(self) -> None:
         for handle in self._timers:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from novasim.config import SimConfig
 from novasim.lifecycle import Lifecycle
 from novasim.model import COMPUTE_HOSTS, InstanceAction, Server, now
+from novasim.notify import Notifier, Publisher
 from novasim.recorder import Recorder
 from novasim.store import Store
 from novasim.wire import new_request_id
@@ -19,7 +20,14 @@ class Sim:
     def __init__(self, config: SimConfig) -> None:
         self.config = config
         self.store = Store()
-        self.lifecycle = Lifecycle(self.store, config.settle_delay)
+        publisher = None
+        if config.notify_url:
+            publisher = Publisher(config.notify_url, config.notify_exchange, config.notify_topic)
+            publisher.start()
+        self.notifier = Notifier(publisher)
+        self.lifecycle = Lifecycle(
+            self.store, config.settle_delay, self.notifier.changed, self.notifier.gone
+        )
         self.recorder = Recorder(config.max_recorded_requests)
         self._seed(config.seed)
 

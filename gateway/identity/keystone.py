@@ -193,7 +193,7 @@ class KeystoneAuthenticator:
         self._valid: TtlLru[Credentials] = TtlLru(cache_size, clock)
         # Separate from the valid cache, so a flood of garbage tokens cannot evict them.
         self._invalid: TtlLru[bool] = TtlLru(cache_size, clock)
-        # Token cache lookups, read by the metrics (as ServerLookup's hits/misses).
+        # Token cache lookups, read by the metrics (as FactsStore's hits/misses).
         self.hits = 0
         self.misses = 0
         self._clock = clock

@@ -114,6 +114,22 @@ class Lookup(enum.Enum):
     NONE = "no lookup"
 
 
+class FactsEffect(enum.Enum):
+    """What a call Nova accepted does to the server facts the gateway decides on.
+
+    Data for the server-facts store, so that adding an action stays adding a row.
+    """
+
+    STATE = "changes them (vm/task state, image, flavor...): known from Nova's notification"
+    NONE = "leaves them as they were (consoles, addresses, security groups, crash dump)"
+    LOCK = (
+        "locks the server; who locked is the caller's side (owner when the caller's "
+        "project is the server's, else admin); a lock by the owner of a server that is "
+        "already locked changes nothing"
+    )
+    UNLOCK = "unlocks the server (no one holds the lock any more)"
+
+
 @dataclass(frozen=True)
 class Removed:
     """An action Nova still routes but always answers the same way."""
@@ -142,6 +158,7 @@ class ActionSpec:
     # Nova's 404 text for an id that names no server at all (os-start, os-stop and
     # trigger_crash_dump look the id up in the cell mappings first).
     missing_message: str = "Instance {id} could not be found."
+    facts_effect: FactsEffect = FactsEffect.STATE
     notes: tuple[str, ...] = field(default=())
 
     @property
@@ -327,6 +344,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=True,
         states=_states("active", "paused", "rescued", "resized", "error"),
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
         missing_message=_NO_CELL_MAPPING,
     ),
     ActionSpec(
@@ -338,6 +356,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=410,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.NONE,
         removed=Removed(
             410, "This resource is no longer available. No forwarding address is given."
@@ -352,6 +371,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=True,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="os-resetState",
@@ -383,6 +403,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="createBackup",
@@ -434,6 +455,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="removeFloatingIp",
@@ -449,6 +471,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.BY_FLOATING_IP,
     ),
     ActionSpec(
@@ -463,6 +486,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.LOCK,
     ),
     ActionSpec(
         key="unlock",
@@ -480,6 +504,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.UNLOCK,
     ),
     ActionSpec(
         key="migrate",
@@ -518,6 +543,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_fault=LockFault.UNEXPECTED,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="removeFixedIp",
@@ -529,6 +555,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_fault=LockFault.UNEXPECTED,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="pause",
@@ -560,6 +587,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         states=_CONSOLE_TASKS_REJECTED,
         state_name="get_vnc_console",
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.AFTER_POLICY,
     ),
     ActionSpec(
@@ -571,6 +599,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=_CONSOLE_TASKS_REJECTED,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.AFTER_POLICY,
     ),
     ActionSpec(
@@ -582,6 +611,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=_CONSOLE_TASKS_REJECTED,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.AFTER_POLICY,
     ),
     ActionSpec(
@@ -593,6 +623,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=400,
+        facts_effect=FactsEffect.NONE,
         lookup=Lookup.NONE,
         removed=Removed(
             400,
@@ -629,6 +660,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="removeSecurityGroup",
@@ -639,6 +671,7 @@ ACTIONS: tuple[ActionSpec, ...] = (
         lock_checked=False,
         states=None,
         normal_status=202,
+        facts_effect=FactsEffect.NONE,
     ),
     ActionSpec(
         key="shelve",
@@ -722,5 +755,6 @@ SERVER_RESOURCE_ACTIONS: Mapping[str, ActionSpec] = {
         lock_checked=False,
         states=None,
         normal_status=200,
+        facts_effect=FactsEffect.NONE,
     ),
 }

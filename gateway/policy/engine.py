@@ -358,6 +358,12 @@ class PolicyEngine:
                 break
         return Decision(deciding, each)
 
+    def reads_server(self, rules: Iterable[PolicyRule]) -> bool:
+        """Does any of these rules read a ``server.*`` attribute (a site rule Nova does
+        not have, so a decision on it needs current facts)?"""
+        server_rules = self._policy.server_rules
+        return any(rule.name in server_rules for rule in rules)
+
     def is_admin(self, credentials: Credentials) -> bool:
         """Nova's ``context.is_admin``: the ``context_is_admin`` rule on the caller's own
         project and user (nova.policy.check_is_admin). Never dry-run; False if it cannot

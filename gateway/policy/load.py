@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 from oslo_config import cfg
-from oslo_policy import policy
+from oslo_policy import _checks, policy
 
 from gateway.nova.policy_defaults import DEFAULTS
 from gateway.policy.compiler import Compiler, Predicate
@@ -102,6 +102,9 @@ class LoadedPolicy:
         return any(
             name in by_oslo or (name not in predicates and self.default_by_oslo) for name in rules
         )
+    # Rules whose check reads a ``server.*`` key of the target (directly or through the
+    # rules they name): decisions on them need current server facts.
+    server_rules: frozenset[str] = frozenset()
 
     def check_str(self, rule: str) -> str:
         """The effective check string of ``rule`` (after overrides), as oslo prints it."""
@@ -205,6 +208,9 @@ def _load(policy_dir: Path, enforce_new_defaults: bool, remote: RemoteChecks) ->
             )
     # oslo's Rules answer a name no rule defines with the 'default' rule, if defined.
     default_name = enforcer.rules.default_rule
+    server_rules = frozenset(
+        name for name in enforcer.rules if _reads_server(enforcer.rules[name], enforcer.rules)
+    )
     return LoadedPolicy(
         enforcer=enforcer,
         predicates=predicates,
@@ -214,4 +220,32 @@ def _load(policy_dir: Path, enforce_new_defaults: bool, remote: RemoteChecks) ->
         default=predicates.get(default_name) if isinstance(default_name, str) else None,
         by_oslo=frozenset(by_oslo),
         default_by_oslo=isinstance(default_name, str) and default_name in by_oslo,
+        server_rules=server_rules,
     )
+
+
+SERVER_KEY_MARK = "%(server."
+
+
+def _reads_server(
+    check: _checks.BaseCheck, rules: policy.Rules, seen: frozenset[str] = frozenset()
+) -> bool:
+    """Does evaluating ``check`` read a ``server.*`` key of the target?
+
+    Checks oslo evaluates itself (``http:``, plugins) may read anything: counted as yes.
+    """
+    kind = type(check)
+    if kind in (_checks.TrueCheck, _checks.FalseCheck):
+        return False
+    if kind in (_checks.AndCheck, _checks.OrCheck):
+        return any(_reads_server(part, rules, seen) for part in check.rules)  # type: ignore[attr-defined]
+    if kind is _checks.NotCheck:
+        return _reads_server(check.rule, rules, seen)  # type: ignore[attr-defined]
+    if kind is _checks.RuleCheck:
+        name = check.match  # type: ignore[attr-defined]
+        if name in seen or name not in rules:
+            return False  # a cycle is refused by the compiler; an unknown rule is False
+        return _reads_server(rules[name], rules, seen | {name})
+    if kind in (_checks.RoleCheck, _checks.GenericCheck):
+        return SERVER_KEY_MARK in str(check.match)  # type: ignore[attr-defined]
+    return True

@@ -22,9 +22,10 @@ from gateway import metrics
 from gateway.audit.records import Redactor
 from gateway.audit.trail import build_audit_trail
 from gateway.call import Call
-from gateway.config import worker_count
+from gateway.config import ConfigError, worker_count
 from gateway.identity.credentials import strip_identity_headers
 from gateway.identity.factory import build_authenticator
+from gateway.notifications.feed import FeedConfigError, FeedSettings, NotificationFeed
 from gateway.nova.types import Version
 from gateway.pipeline import Gate, handle
 from gateway.policy.engine import PolicyEngine
@@ -32,7 +33,8 @@ from gateway.proxy import headers as header_names
 from gateway.proxy.upstream import Upstream, UpstreamSettings
 from gateway.proxy.versions import UpstreamVersions
 from gateway.ratelimit.limiter import RateLimiter
-from gateway.servers.lookup import LockRecords, ServerLookup
+from gateway.servers.lookup import ServerReader
+from gateway.servers.store import FactsStore, StoreSettings
 from gateway.web.access_log import CALL
 
 log = structlog.get_logger(__name__)
@@ -69,14 +71,13 @@ async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
     )
     upstream = Upstream(settings)
     identity = await build_authenticator(conf, upstream.session)
-    servers = ServerLookup(
+    reader = ServerReader(
         lambda: upstream.session,
         root + API_SUFFIX,
         identity.service_token,
-        conf.server_lookup.cache_ttl,
-        conf.server_lookup.cache_size,
         lambda: versions.range.maximum,
     )
+    servers = build_facts_store(conf, reader)
     policy = PolicyEngine(conf)
     rate_limiter = RateLimiter.from_conf(conf, policy)
     if not rate_limiter.shared and rate_limiter.rules.rules and worker_count(conf) > 1:
@@ -93,7 +94,6 @@ async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
         identity=identity,
         policy=policy,
         servers=servers,
-        lock_records=LockRecords(),
         max_body=0,
         max_path=0,
     )
@@ -105,6 +105,45 @@ async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
         gate.observers.append(gate.audit)
     apply_reloadable(gate, conf)
     return gate
+
+
+def build_facts_store(conf: cfg.ConfigOpts, reader: ServerReader) -> FactsStore:
+    """The mirror fed by Nova's notifications when a bus is configured, else the cache."""
+    facts, lookup = conf.server_facts, conf.server_lookup
+    feed = None
+    if facts.notifications_url:
+        try:
+            feed = NotificationFeed(
+                FeedSettings(
+                    transport_url=facts.notifications_url,
+                    exchange=facts.exchange,
+                    topics=tuple(facts.topics),
+                    queue_prefix=facts.queue_prefix,
+                    heartbeat_interval=facts.heartbeat_interval,
+                )
+            )
+        except FeedConfigError as exc:
+            raise ConfigError(f"[server_facts] notifications_url: {exc}") from None
+        unused = [
+            name
+            for name in ("cache_ttl", "cache_size")
+            if getattr(conf.get_location(name, "server_lookup"), "location", None)
+            is not cfg.Locations.opt_default
+        ]
+        if unused:
+            log.warning(
+                "server_lookup_options_unused",
+                options=unused,
+                hint="[server_lookup] cache_ttl and cache_size apply only without "
+                "[server_facts] notifications_url; the mirror uses [server_facts] size",
+            )
+    settings = StoreSettings(
+        size=facts.size if feed is not None else lookup.cache_size,
+        cache_ttl=lookup.cache_ttl,
+        pending_wait=facts.pending_wait,
+        max_lag=facts.max_lag,
+    )
+    return FactsStore(reader, settings, feed)
 
 
 def apply_reloadable(gate: Gate, conf: cfg.ConfigOpts) -> None:
@@ -195,6 +234,9 @@ def admin_app(gate: Gate, ready_max_age: float) -> web.Application:
         checks = {"upstream_version_document_age": None if age is None else round(age, 3)}
         # The last good policy keeps serving when a reload fails: report, don't fail.
         checks["policy_last_reload_ok"] = gate.policy.last_reload_ok
+        if gate.servers.feed is not None:
+            # Degraded decisions read Nova and stay right: report, don't fail.
+            checks["server_facts_degraded"] = gate.servers.degraded()
         ready = age is not None and age <= ready_max_age
         if gate.audit is not None:
             # A fail-closed trail that cannot write refuses every request: out of

@@ -75,6 +75,8 @@ class Listeners:
             await self.gate.audit.close()
         await self.admin.cleanup()
         await self.gate.versions.stop()
+        if self.gate.servers.feed is not None:
+            await self.gate.servers.feed.stop()  # its queue goes with the connection
         await self.gate.policy.stop()
         await self.gate.identity.close()
         await self.gate.upstream.close()
@@ -88,6 +90,8 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
     await gate.versions.refresh(gate.upstream.session)
     gate.versions.start(gate.upstream.session)
     await gate.policy.start()
+    if gate.servers.feed is not None:
+        await gate.servers.feed.start()  # degraded (reading Nova) until its heartbeat
     if gate.rate_limiter is not None:
         await gate.rate_limiter.start()
     request_lines = logs.RequestLines() if conf.gateway.access_log else None

@@ -141,6 +141,34 @@ def realnova_keystone(
     lab.process.stop()
 
 
+@pytest.fixture(scope="session")
+def realnova_bus(
+    tmp_path_factory: pytest.TempPathFactory,
+    lab_logs: Path,
+    e2e_timings: Callable[[str, float], None],
+) -> Iterator[RealNova]:
+    """A realnova that publishes its versioned notifications to the real RabbitMQ (exchange
+    nova, topic versioned_notifications), two seeds each in p1 and p2.
+
+    Costs ~6 s more: started only by the server-facts tests. Nova also fills its own
+    versioned_notifications.info queue; what this session's Nova put there is purged at
+    the end (those messages are ours).
+    """
+    from tests.support.rabbit import VERSIONED_QUEUE, purge, require_rabbit
+
+    rabbit = require_rabbit()
+    try:
+        lab = start_realnova(
+            tmp_path_factory.mktemp("realnova-bus-data"), lab_logs, notify_url=rabbit
+        )
+    except (ProcessStartError, OSError, ValueError) as exc:
+        _unavailable(f"realnova (NOVA_LAB_NOTIFY_URL mode) did not start: {exc}")
+    e2e_timings("realnova (notifying) start to READY", lab.process.startup_seconds)
+    yield lab
+    lab.process.stop()
+    purge(VERSIONED_QUEUE)
+
+
 @pytest_asyncio.fixture
 async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
     """One aiohttp session per test (each test has its own event loop)."""

@@ -74,8 +74,10 @@ def start_gateway(
     config_dir: Path,
     log_dir: Path,
     sections: Mapping[str, Mapping[str, str]] = GATEWAY_CONFIG,
+    workers: int = 1,
 ) -> GatewayLab:
-    """Write the config file and start one gateway worker on two free loopback ports."""
+    """Write the config file and start the gateway (one worker unless asked) on two free
+    loopback ports."""
     config_dir.mkdir(parents=True, exist_ok=True)
     config_file = config_dir / "nova-gateway.conf"
     config_file.write_text(render_config(sections), encoding="utf-8")
@@ -93,7 +95,7 @@ def start_gateway(
         "--admin-listen",
         admin,
         "--workers",
-        "1",
+        str(workers),
     ]
     # The repository root is the working directory: relative defaults (policy_dir) resolve there.
     process = start_server(

@@ -77,9 +77,15 @@ def _start_timeout(lab: str) -> float:
 
 
 def start_realnova(
-    data_dir: Path, log_dir: Path, *, seed_servers: int = 2, keystone_url: str | None = None
+    data_dir: Path,
+    log_dir: Path,
+    *,
+    seed_servers: int = 2,
+    keystone_url: str | None = None,
+    notify_url: str | None = None,
 ) -> RealNova:
-    """Start realnova with its data in ``data_dir`` (wiped by it) on two free ports."""
+    """Start realnova with its data in ``data_dir`` (wiped by it) on two free ports;
+    with ``notify_url`` it publishes Nova's versioned notifications there."""
     env = {
         "PORT": str(free_port()),
         "PLACEMENT_PORT": str(free_port()),
@@ -88,6 +94,8 @@ def start_realnova(
     }
     if keystone_url:
         env["KEYSTONE_URL"] = keystone_url
+    if notify_url:
+        env["NOVA_LAB_NOTIFY_URL"] = notify_url
     process = start_server(
         "realnova",
         [str(shared_dir() / "realnova" / "run")],

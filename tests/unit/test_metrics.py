@@ -45,7 +45,7 @@ class FakeGate(SimpleNamespace):
 def fake_gate(**overrides: Any) -> Any:
     gate = FakeGate(
         policy=SimpleNamespace(reloads=0, reload_failures=0, last_reload_ok=True),
-        servers=SimpleNamespace(hits=0, misses=0),
+        servers=SimpleNamespace(hits=0, misses=0, feed=None, degraded=lambda: False, held=0),
         identity=SimpleNamespace(),  # noauth: no cache
         rate_limiter=SimpleNamespace(storage_errors=0, breaker=CircuitBreaker(5.0)),
         audit=None,
