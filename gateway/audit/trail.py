@@ -302,8 +302,10 @@ class AuditTrail:
         of this worker (another worker's, another gateway's, a direct call to Nova, or one
         older than the index) is only counted.
         """
-        if not is_action_event(execution.event_type):
-            return False  # instance.update, instance.exists: no action's own event
+        if self._closing or not is_action_event(execution.event_type):
+            # Closing: the writers are flushing for the last time and would never write
+            # it. instance.update, instance.exists: no action's own event.
+            return False
         ref = self.index.find(execution)
         if ref is None:
             self.executions_unmatched += 1

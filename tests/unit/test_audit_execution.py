@@ -231,6 +231,9 @@ async def test_execution_records_follow_the_decision_they_belong_to(
         assert audit.record_execution(dataclasses.replace(update, **mine)) is False
         assert (audit.executions, audit.executions_unmatched) == (2, 2)
         assert audit.executions_by_phase == {Phase.STARTED: 1, Phase.ENDED: 1, Phase.FAILED: 0}
+        await audit.close()  # what the feed still hands over while the trail closes: refused
+        failed = dataclasses.replace(ended, event_type="instance.pause.error", **mine)
+        assert audit.record_execution(failed) is False
     records = read_records(trail_dir)
     assert records[0]["event"] == "chain_opened" and records[0]["execution_evidence"] is False
     [decision] = requests_by_global_id(records)[pause.global_id]
