@@ -195,6 +195,7 @@ def row(call: CallTrail, verified: str, evidence: bool | None = None) -> dict[st
                 "phase": execution.get("phase"),
                 "event_type": (execution.get("nova") or {}).get("event_type"),
                 "time": (execution.get("nova") or {}).get("time"),
+                "fault": (execution.get("nova") or {}).get("fault"),
             }
             for execution in call.executions
         ],

@@ -163,6 +163,7 @@ async def test_only_the_forwarding_worker_records_what_nova_did(tmp_path: Path) 
     [row] = lab.query(a, "--execution", "failed")
     assert (row["action"], row["status"], row["execution_evidence"]) == ("rebuild", 202, True)
     assert [e["phase"] for e in row["executions"]] == ["started", "failed"]
+    assert row["executions"][-1]["fault"] == failed["nova"]["fault"]
     assert {r["action"]: r["execution"] for r in lab.query(b, "--actions-only")} == {
         "lock": "ended",
         "unlock": "ended",
