@@ -229,7 +229,7 @@ def _rebuild(call: ActionCall, sim: Sim) -> Outcome:
         s.launched_at = now()
 
     transition = Transition("rebuilding", end, finish=finish)
-    if value.get("preserve_ephemeral") is True:
+    if _truthy(value.get("preserve_ephemeral", False)):
         # Nova's in-tree drivers but libvirt and ironic cannot: the compute fails the
         # rebuild (instance.rebuild.error) and puts the server in ERROR, after the 202.
         sim.notifier.failing(
