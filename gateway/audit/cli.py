@@ -157,6 +157,13 @@ def _print_executions(checked: CheckedTrail, out: TextIO) -> None:
             f"{tally.without_bus} forwarded action(s) there have no execution evidence",
             file=out,
         )
+    if tally.unknown:
+        print(
+            f"executions: {tally.unknown} forwarded action(s) in chains whose start "
+            "(chain_opened) is not in the files read: whether their worker recorded "
+            "executions is unknown; not counted below",
+            file=out,
+        )
     if not tally.awaited:
         return
     phases = ", ".join(

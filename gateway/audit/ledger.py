@@ -194,6 +194,7 @@ class ExecutionTally:
     by_phase: dict[str, int] = field(default_factory=dict)  # best phase -> calls
     missing: list[CallTrail] = field(default_factory=list)  # no execution record at all
     without_bus: int = 0  # such calls written by a worker without a notification bus
+    unknown: int = 0  # such calls in chains whose chain_opened was not read (archived)
     chains_without_bus: list[str] = field(default_factory=list)
 
 
@@ -204,7 +205,11 @@ def tally_executions(ledger: Ledger) -> ExecutionTally:
     for call in ledger.calls.values():
         if not call.awaits_execution:
             continue
-        if ledger.execution_evidence(call) is False:
+        evidence = ledger.execution_evidence(call)
+        if evidence is None:
+            tally.unknown += 1
+            continue
+        if not evidence:
             tally.without_bus += 1
             continue
         tally.awaited += 1

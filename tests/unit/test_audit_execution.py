@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from gateway.audit import cli as audit_cli
+from gateway.audit.chain import Entry, Where
 from gateway.audit.execution import DecisionIndex, DecisionRef, Execution, Phase, phase_for
+from gateway.audit.ledger import Ledger, tally_executions
 from gateway.notifications.events import parse_instance_event
 from gateway.nova.action_events import EVENTS, is_action_event
 from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS
@@ -263,3 +265,23 @@ async def test_execution_records_follow_the_decision_they_belong_to(
     assert (row["execution"], row["status"], row["verified"]) == ("ended", 202, "ok")
     assert [e["phase"] for e in row["executions"]] == ["started", "ended"]
     assert row["execution_evidence"] is False
+
+
+def test_verify_counts_a_call_only_where_its_chain_says_executions_were_recorded() -> None:
+    def entry(line: int, event: str) -> Entry:
+        return Entry(Where("audit.jsonl", line), "chain-1", line + 40, None, "h", True, event)
+
+    ledger = Ledger(slim=True)
+    decision = {"event": "decision", "request_id": "r1", "action": {"key": "pause"}}
+    outcome = {"event": "outcome", "request_id": "r1", "forwarded": True, "status": 202}
+    ledger.add(entry(1, "decision"), decision)
+    ledger.add(entry(2, "outcome"), outcome)
+    # Read with --partial, the chain's chain_opened not among the files: unknown.
+    tally = tally_executions(ledger)
+    assert (tally.unknown, tally.awaited, tally.without_bus) == (1, 0, 0)
+    ledger.add(entry(0, "chain_opened"), {"event": "chain_opened", "execution_evidence": False})
+    tally = tally_executions(ledger)
+    assert (tally.unknown, tally.awaited, tally.without_bus) == (0, 0, 1)
+    ledger.evidence["chain-1"] = True
+    tally = tally_executions(ledger)
+    assert (tally.awaited, [call.request_id for call in tally.missing]) == (1, ["r1"])
