@@ -403,7 +403,9 @@ server_facts_opts: list[cfg.Opt] = [
         "topics",
         default=["versioned_notifications"],
         help="Nova's [notifications] versioned_notifications_topics; the feed reads their "
-        "info priority (<topic>.info).",
+        "info and error priorities (<topic>.info, and <topic>.error where Nova publishes "
+        "an action's failure, instance.<action>.error). The same feed gives the audit "
+        "trail its execution records.",
     ),
     cfg.StrOpt(
         "queue_prefix",

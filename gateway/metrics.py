@@ -19,7 +19,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import structlog
 from aiohttp import web
@@ -221,6 +221,20 @@ class GatewayMetrics:
             ["sink"],
             registry=r,
         )
+        self.audit_executions = Counter(
+            "nova_gateway_audit_executions",
+            "Execution records: Nova's notifications of an action this worker forwarded, "
+            "by the phase they recorded (started, ended, failed).",
+            ["phase"],
+            registry=r,
+        )
+        self.audit_executions_unmatched = Counter(
+            "nova_gateway_audit_executions_unmatched",
+            "Notifications of an action's execution that followed no call of this worker "
+            "(every worker hears every one: with N workers, an action one forwarded is "
+            "unmatched in the N-1 others; also direct calls to Nova, other gateways).",
+            registry=r,
+        )
         self.build_info = Gauge(
             "nova_gateway_build_info",
             "Always 1; the labels say which gateway and Python are running.",
@@ -315,6 +329,10 @@ def _reader(source: object, name: str) -> Callable[[], int]:
     return lambda: int(getattr(source, name))
 
 
+def _phase_reader(counts: dict[Any, int], phase: object) -> Callable[[], int]:
+    return lambda: counts[phase]
+
+
 class MetricsObserver:
     """A CallObserver for one gate, plus the sampler of its caches, policy and limiter."""
 
@@ -354,6 +372,11 @@ class MetricsObserver:
                 deltas.append(_Delta(_reader(worker, "failures"), failed.inc))
             dropped = m.audit_events_dropped.labels(ALL_SINKS)
             deltas.append(_Delta(_reader(audit, "dropped"), dropped.inc))
+            for phase in audit.executions_by_phase:
+                recorded = m.audit_executions.labels(phase.value)
+                deltas.append(_Delta(_phase_reader(audit.executions_by_phase, phase), recorded.inc))
+            unmatched = m.audit_executions_unmatched.inc
+            deltas.append(_Delta(_reader(audit, "executions_unmatched"), unmatched))
         return deltas
 
     def observe(self, call: Call) -> None:

@@ -80,7 +80,7 @@ def run_action(call: ApiCall, server_id: str) -> Outcome:
         row.precheck(action, call.sim)
     if server is not None:
         _check_lock_and_state(key, gates, row, server, server_id, value, call.caller.is_admin)
-        call.sim.notifier.acting(server, call.caller, call.request_id, key)
+        call.sim.notifier.acting(server, call.caller, call.request_id, key, call.global_request_id)
     outcome = row.apply(action, call.sim)
     if server is not None:
         call.sim.notifier.changed(server)  # what the effect changed outside a task (lock)

@@ -123,6 +123,7 @@ def _respond(request: web.Request, sim: Sim, request_id: str, body: bytes) -> we
             query=request.query,
             url_project=match.url_project,
             view=_view_context(caller, version, host_url, request),
+            global_request_id=wire.global_request_id(request.headers.get("X-OpenStack-Request-ID")),
         )
         return _dispatch(call, match)
     except Fault as fault:

@@ -36,6 +36,7 @@ class ApiCall:
     query: MultiMapping[str]
     url_project: str | None  # the {project_id} path segment, if the URL had one
     view: ViewContext
+    global_request_id: str | None = None  # the caller's X-OpenStack-Request-ID, if valid
 
     def decode_body(self) -> Any:
         """Nova's deserialisation of a POST/PUT body: JSON, or {} when empty."""

@@ -197,6 +197,9 @@ def _reboot(call: ActionCall, sim: Sim) -> Outcome:
     return Outcome(202)
 
 
+PRESERVE_EPHEMERAL = "The current driver does not support preserving ephemeral partitions."
+
+
 def _known_image(sim: Sim, image: str) -> bool:
     return image in KNOWN_IMAGES or image in sim.store.images
 
@@ -225,7 +228,15 @@ def _rebuild(call: ActionCall, sim: Sim) -> Outcome:
     def finish(s: Server) -> None:
         s.launched_at = now()
 
-    sim.lifecycle.begin(server, Transition("rebuilding", end, finish=finish), observe=observe)
+    transition = Transition("rebuilding", end, finish=finish)
+    if _truthy(value.get("preserve_ephemeral", False)):
+        # Nova's in-tree drivers but libvirt and ironic cannot: the compute fails the
+        # rebuild (instance.rebuild.error) and puts the server in ERROR, after the 202.
+        sim.notifier.failing(
+            server, "PreserveEphemeralNotSupported", PRESERVE_EPHEMERAL, "_rebuild_default_impl"
+        )
+        transition = Transition("rebuilding", "error")
+    sim.lifecycle.begin(server, transition, observe=observe)
     seen["adminPass"] = password
     if call.at_least(_V(2, 57)):
         seen["user_data"] = server.user_data

@@ -2,8 +2,9 @@
 
 Owns the message shapes (``instance.update`` with InstanceUpdatePayload 2.1, ``instance.lock``
 and the other InstanceActionPayload 1.9 events, oslo.messaging's 2.0 envelope) and the thread
-that publishes them to RabbitMQ (exchange ``nova``, topic ``versioned_notifications.info``); it
-must never block the event loop, nor import the gateway.
+that publishes them to RabbitMQ (exchange ``nova``, topic ``versioned_notifications``, routed
+``.info``, or ``.error`` for a failure); it must never block the event loop, nor import the
+gateway.
 
 Nova sends ``instance.update`` for every vm/task state change (``notify_on_state_change =
 vm_and_task_state``) and for a lock or unlock, then the action's own event; the context
@@ -37,23 +38,32 @@ POWER_STATES = {
     6: "crashed",
     7: "suspended",
 }
-# The notification name Nova gives an action that runs a task (the rest send only updates).
-ACTION_EVENTS = {
-    "pause": "pause",
-    "unpause": "unpause",
-    "os-stop": "power_off",
-    "os-start": "power_on",
-    "reboot": "reboot",
-    "suspend": "suspend",
-    "resume": "resume",
-    "rescue": "rescue",
-    "unrescue": "unrescue",
-    "shelve": "shelve",
-    "unshelve": "unshelve",
-    "rebuild": "rebuild",
-    "resize": "resize",
-    "delete": "delete",
+# The notification names Nova gives an action that runs a task, step by step (the rest send
+# only updates): nova/compute/manager.py's notify_about_instance_action calls. Every step
+# but the last starts and ends when the task begins; the last ends when it settles.
+ACTION_EVENTS: dict[str, tuple[str, ...]] = {
+    "pause": ("pause",),
+    "unpause": ("unpause",),
+    "os-stop": ("power_off",),
+    "os-start": ("power_on",),
+    "reboot": ("reboot",),
+    "suspend": ("suspend",),
+    "resume": ("resume",),
+    "rescue": ("rescue",),
+    "unrescue": ("unrescue",),
+    "shelve": ("shelve",),
+    "shelveOffload": ("shelve_offload",),
+    "unshelve": ("unshelve",),
+    "rebuild": ("rebuild",),
+    "resize": ("resize_prep", "resize", "resize_finish"),
+    "migrate": ("resize_prep", "resize", "resize_finish"),
+    "confirmResize": ("resize_confirm",),
+    "revertResize": ("resize_revert",),
+    "createImage": ("snapshot",),
+    "createBackup": ("snapshot",),
+    "delete": ("delete",),
 }
+API_EVENTS = frozenset({"lock", "unlock"})  # done by nova-api: one event, no phase
 
 
 @dataclass(frozen=True)
@@ -64,7 +74,16 @@ class Context:
     project_id: str | None
     roles: tuple[str, ...]
     request_id: str
-    global_request_id: str | None = None
+    global_request_id: str | None = None  # the caller's X-OpenStack-Request-ID, if valid
+
+
+@dataclass
+class Acting:
+    """The action a request started on a server, as far as its events went."""
+
+    steps: tuple[str, ...]
+    started: bool = False
+    fault: dict[str, Any] | None = None  # an ExceptionPayload: it ends in .error
 
 
 def amqp_url(transport_url: str) -> str:
@@ -83,7 +102,7 @@ class Publisher:
     def __init__(self, transport_url: str, exchange: str = EXCHANGE, topic: str = TOPIC) -> None:
         self._url = amqp_url(transport_url)
         self._exchange = exchange
-        self._routing_key = f"{topic}.info"
+        self._topic = topic
         self._queue: queue.Queue[dict[str, Any] | None] = queue.Queue(MAX_QUEUED)
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -124,7 +143,8 @@ class Publisher:
                     while item is not None:
                         producer.publish(
                             envelope(item),
-                            routing_key=self._routing_key,
+                            # oslo.messaging's notifier routes by <topic>.<priority>.
+                            routing_key=f"{self._topic}.{str(item['priority']).lower()}",
                             content_type="application/json",
                             retry=False,
                         )
@@ -146,7 +166,7 @@ class Notifier:
         self.publisher = publisher
         self.host = host
         self._contexts: dict[str, Context] = {}
-        self._actions: dict[str, tuple[str, bool]] = {}  # server -> (event name, started)
+        self._actions: dict[str, Acting] = {}  # by server
         self._last: dict[str, tuple[Any, ...]] = {}
 
     @property
@@ -157,18 +177,33 @@ class Notifier:
         if self.publisher is not None:
             self.publisher.stop()
 
-    def acting(self, server: Server, caller: Caller, request_id: str, action: str | None) -> None:
+    def acting(
+        self,
+        server: Server,
+        caller: Caller,
+        request_id: str,
+        action: str | None,
+        global_request_id: str | None = None,
+    ) -> None:
         """A request now acts on ``server`` (action key, ``delete``, or None): it is the
         context of what follows, and the action's own events are sent with its changes."""
         if not self.enabled:
             return
         roles = tuple(sorted(caller.roles))
-        self._contexts[server.id] = Context(caller.user_id, caller.project_id, roles, request_id)
-        name = ACTION_EVENTS.get(action or "") or (action if action in ("lock", "unlock") else None)
-        if name is not None:
-            self._actions[server.id] = (name, False)
+        self._contexts[server.id] = Context(
+            caller.user_id, caller.project_id, roles, request_id, global_request_id
+        )
+        steps = ACTION_EVENTS.get(action or "") or ((action,) if action in API_EVENTS else ())
+        if steps:
+            self._actions[server.id] = Acting(steps)
         else:
             self._actions.pop(server.id, None)
+
+    def failing(self, server: Server, exception: str, text: str, function: str) -> None:
+        """The compute will fail the action under way: its last event is ``.error``."""
+        acting = self._actions.get(server.id)
+        if acting is not None:
+            acting.fault = fault_payload(exception, text, function)
 
     def changed(self, server: Server) -> None:
         """``instance.update`` if a state or the lock changed since the last one, then the
@@ -181,17 +216,26 @@ class Notifier:
             return
         self._last[server.id] = snapshot
         self._send("instance.update", server, "InstanceUpdatePayload", old)
-        name, started = self._actions.get(server.id, (None, False))
-        if name in ("lock", "unlock"):
-            self._send(f"instance.{name}", server, "InstanceActionPayload", None)
+        acting = self._actions.get(server.id)
+        if acting is None or acting.steps == ("delete",):
+            return
+        *early, last = acting.steps
+        if last in API_EVENTS:
+            self._send(f"instance.{last}", server, "InstanceActionPayload", None)
             del self._actions[server.id]
-        elif name is not None and name != "delete":
-            if not started:
-                self._send(f"instance.{name}.start", server, "InstanceActionPayload", None)
-                self._actions[server.id] = (name, True)
-            if server.task_state is None:
-                self._send(f"instance.{name}.end", server, "InstanceActionPayload", None)
-                del self._actions[server.id]
+            return
+        if not acting.started:
+            for step in early:
+                self._send(f"instance.{step}.start", server, "InstanceActionPayload", None)
+                self._send(f"instance.{step}.end", server, "InstanceActionPayload", None)
+            self._send(f"instance.{last}.start", server, "InstanceActionPayload", None)
+            acting.started = True
+        if server.task_state is None:
+            phase = "error" if acting.fault is not None else "end"
+            self._send(
+                f"instance.{last}.{phase}", server, "InstanceActionPayload", None, acting.fault
+            )
+            del self._actions[server.id]
 
     def gone(self, server: Server) -> None:
         """Nova deleted the server: ``instance.delete.end``, then it is forgotten."""
@@ -201,12 +245,19 @@ class Notifier:
         for memory in (self._contexts, self._actions, self._last):
             memory.pop(server.id, None)
 
-    def _send(self, event: str, server: Server, name: str, old: tuple[Any, ...] | None) -> None:
+    def _send(
+        self,
+        event: str,
+        server: Server,
+        name: str,
+        old: tuple[Any, ...] | None,
+        fault: dict[str, Any] | None = None,
+    ) -> None:
         assert self.publisher is not None
         context = self._contexts.get(server.id) or Context(
             "nova", None, (), "req-" + str(uuid.uuid4())
         )
-        self.publisher.send(message(event, server, name, context, self.host, old))
+        self.publisher.send(message(event, server, name, context, self.host, old, fault))
 
 
 def _snapshot(server: Server) -> tuple[Any, ...]:
@@ -220,8 +271,10 @@ def message(
     context: Context,
     host: str,
     old: tuple[Any, ...] | None = None,
+    fault: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """One notification message as oslo.messaging delivers it (before the envelope)."""
+    """One notification message as oslo.messaging delivers it (before the envelope); with
+    ``fault`` an ERROR one (an action's ``.error``)."""
     moment = now()
     service = "nova-api" if event_type in ("instance.lock", "instance.unlock") else "nova-compute"
     return {
@@ -230,12 +283,12 @@ def message(
         "event_type": event_type,
         "message_id": str(uuid.uuid4()),
         "payload": {
-            "nova_object.data": payload(server, payload_name, context, old),
+            "nova_object.data": payload(server, payload_name, context, old, fault),
             "nova_object.name": payload_name,
             "nova_object.namespace": "nova",
             "nova_object.version": "2.1" if payload_name == "InstanceUpdatePayload" else "1.9",
         },
-        "priority": "INFO",
+        "priority": "ERROR" if fault is not None else "INFO",
         "publisher_id": f"{service}:{host}",
         "timestamp": moment.strftime("%Y-%m-%d %H:%M:%S.%f"),
     }
@@ -273,8 +326,28 @@ def _context_fields(context: Context, moment: datetime.datetime) -> dict[str, An
     }
 
 
+def fault_payload(exception: str, text: str, function: str) -> dict[str, Any]:
+    """An ExceptionPayload 1.1, as Nova puts in an ``.error`` event's ``fault``."""
+    return {
+        "nova_object.data": {
+            "exception": exception,
+            "exception_message": text,
+            "function_name": function,
+            "module_name": "nova.compute.manager",
+            "traceback": f"Traceback (most recent call last):\n  ...\n{exception}: {text}\n",
+        },
+        "nova_object.name": "ExceptionPayload",
+        "nova_object.namespace": "nova",
+        "nova_object.version": "1.1",
+    }
+
+
 def payload(
-    server: Server, payload_name: str, context: Context, old: tuple[Any, ...] | None
+    server: Server,
+    payload_name: str,
+    context: Context,
+    old: tuple[Any, ...] | None,
+    fault: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """InstanceActionPayload 1.9 / InstanceUpdatePayload 2.1 data for ``server``."""
     flavor = FLAVORS[server.flavor_id]
@@ -337,7 +410,7 @@ def payload(
         "uuid": server.id,
     }
     if payload_name == "InstanceActionPayload":
-        data["fault"] = None
+        data["fault"] = fault
         return data
     old_state, old_task = (old[0], old[1]) if old else (server.vm_state, server.task_state)
     data["audit_period"] = {

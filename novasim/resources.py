@@ -186,7 +186,7 @@ def create_server(call: ApiCall) -> Reply:
     server.actions.append(
         InstanceAction("create", call.request_id, caller.user_id, caller.project_id, moment, moment)
     )
-    call.sim.notifier.acting(server, caller, call.request_id, None)
+    call.sim.notifier.acting(server, caller, call.request_id, None, call.global_request_id)
     call.sim.lifecycle.begin(server, Transition("scheduling", "active", finish=call.sim.activate))
     groups = request.get("security_groups")
     if isinstance(groups, list):
@@ -241,7 +241,7 @@ def delete_server(call: ApiCall, server_id: str) -> Reply:
     policy.enforce(SERVERS + "delete", MEMBER, call.caller, server.project_id)
     if server.locked and not call.caller.is_admin:
         raise Fault(409, f"Instance {server.id} is locked")
-    call.sim.notifier.acting(server, call.caller, call.request_id, "delete")
+    call.sim.notifier.acting(server, call.caller, call.request_id, "delete", call.global_request_id)
     call.sim.lifecycle.begin(server, Transition("deleting", None, delete=True))
     return Reply(204)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +24,16 @@ JSON = "application/json"
 # What webob.Response defaults to: Nova answers with it where a controller returns a
 # bare webob.Response (createImage/createBackup below 2.45, add/removeFloatingIp).
 WEBOB_DEFAULT_TYPE = "text/html; charset=UTF-8"
+
+
+# oslo.middleware's RequestId: Nova keeps a caller's X-OpenStack-Request-ID as the
+# request's global id only in this form (oslo_middleware/request_id.py ID_FORMAT).
+GLOBAL_ID_FORMAT = re.compile(r"^req-[a-f0-9]{8}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{4}-[a-f0-9]{12}$")
+
+
+def global_request_id(value: str | None) -> str | None:
+    """The caller's ``X-OpenStack-Request-ID`` if Nova would keep it as the global id."""
+    return value if value is not None and GLOBAL_ID_FORMAT.match(value) else None
 
 
 def new_request_id() -> str:

@@ -17,8 +17,9 @@ from oslo_config import cfg
 
 from gateway import config, logs
 from gateway.audit.chain import KeyFileError, load_key
-from gateway.audit.ledger import CheckedTrail, Ledger, check_trail, expand
+from gateway.audit.ledger import CheckedTrail, Ledger, check_trail, expand, tally_executions
 from gateway.audit.query import (
+    EXECUTIONS,
     FORMATS,
     Filters,
     QueryError,
@@ -36,6 +37,7 @@ from gateway.policy.engine import PolicyEngine, PolicyLoadError
 EXIT_OK = 0
 EXIT_FOUND = 1  # verify: tampering found; replay: some decision would change
 EXIT_USAGE = 2
+LISTED_MISSING = 20  # forwarded actions without an execution record named by verify
 
 # --------------------------------------------------------------------------------------
 # verify
@@ -105,6 +107,7 @@ def _verify(args: argparse.Namespace, out: TextIO) -> int:
             file=out,
         )
     _print_calls(checked, out)
+    _print_executions(checked, out)
     return EXIT_FOUND if failed else EXIT_OK
 
 
@@ -144,6 +147,56 @@ def _print_calls(checked: CheckedTrail, out: TextIO) -> None:
         )
 
 
+def _print_executions(checked: CheckedTrail, out: TextIO) -> None:
+    """What Nova did with the forwarded actions, as far as its notifications reached here."""
+    tally = tally_executions(checked.ledger)
+    if tally.chains_without_bus:
+        print(
+            f"executions: not recorded by {len(tally.chains_without_bus)} chain(s): their "
+            "worker had no notification bus ([server_facts] notifications_url); "
+            f"{tally.without_bus} forwarded action(s) there have no execution evidence",
+            file=out,
+        )
+    if tally.unknown:
+        print(
+            f"executions: {tally.unknown} forwarded action(s) in chains whose start "
+            "(chain_opened) is not in the files read: whether their worker recorded "
+            "executions is unknown; not counted below",
+            file=out,
+        )
+    if not tally.awaited:
+        return
+    phases = ", ".join(
+        f"{tally.by_phase[phase]} {phase}{' (no end yet)' if phase == 'started' else ''}"
+        for phase in ("ended", "failed", "started")
+        if tally.by_phase.get(phase)
+    )
+    print(
+        f"executions: {tally.awaited} forwarded action(s) Nova publishes events for: "
+        f"{phases or 'none recorded'}; {len(tally.missing)} without any execution record",
+        file=out,
+    )
+    if tally.missing:
+        print(
+            "without execution record: Nova's notifications for them did not reach the worker "
+            "that forwarded them (its feed was down, or it stopped first), or came after the "
+            "join window (an hour). Not tampering:",
+            file=out,
+        )
+    for call in tally.missing[:LISTED_MISSING]:
+        record = call.deciding
+        print(
+            f"NO EXECUTION {record.get('time')} {call.request_id} {call.action} ({call.where})",
+            file=out,
+        )
+    if len(tally.missing) > LISTED_MISSING:
+        print(
+            f"... and {len(tally.missing) - LISTED_MISSING} more "
+            "(audit query --execution none lists them all)",
+            file=out,
+        )
+
+
 # --------------------------------------------------------------------------------------
 # query
 
@@ -162,6 +215,7 @@ def _query(args: argparse.Namespace, out: TextIO) -> int:
             status=args.status,
             request_id=args.request_id,
             actions_only=args.actions_only,
+            execution=args.execution,
         )
     except QueryError as exc:
         print(f"invalid query: {exc}", file=sys.stderr)
@@ -309,6 +363,12 @@ def _argument_parser() -> argparse.ArgumentParser:
     query.add_argument("--actions-only", action="store_true", help="only calls that name an action")
     query.add_argument("--decision", choices=("allow", "deny", "error", "would_deny"))
     query.add_argument("--status", help="the answered status (403) or a class (4xx)")
+    query.add_argument(
+        "--execution",
+        choices=EXECUTIONS,
+        help="how far Nova got by its notifications (the furthest phase recorded); none: "
+        "accepted actions Nova publishes events for, without an execution record",
+    )
     query.add_argument(
         "--request-id", help="the gateway's, the client's global or Nova's request id (8+ chars)"
     )

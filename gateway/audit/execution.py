@@ -9,45 +9,27 @@ its request ids (the context carries the caller's token).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 from cachetools import TTLCache
 
 from gateway.audit.records import EXECUTION, SCHEMA, Instance, timestamp
+from gateway.notifications.events import InstanceEvent
+from gateway.nova.action_events import Phase, events_of
 
-FAULT_LIMIT = 512  # characters of an .error notification's exception kept in a record
+__all__ = ["DecisionIndex", "DecisionRef", "Execution", "Phase", "phase_for"]
+
 SAME_FORWARDED_ID = 16  # decisions remembered per forwarded request id (clients may reuse one)
-# Actions Nova completes inside the API with one notification and no phase (nova/compute/api.py:
-# lock, unlock); any other phase-less instance.<action> only says that the action began.
-DONE_WITHOUT_PHASE = frozenset({"lock", "unlock"})
-# instance.* events that report no action of a caller: a state change, the periodic audit.
-NOT_ACTIONS = frozenset({"update", "exists"})
 
 
-class Phase(StrEnum):
-    """How far Nova got with an action: ``instance.<action>.start | .end | .error``."""
-
-    STARTED = "started"
-    ENDED = "ended"
-    FAILED = "failed"
-
-
-_SUFFIXES = {"start": Phase.STARTED, "end": Phase.ENDED, "error": Phase.FAILED}
-
-
-def phase_of(event_type: str) -> Phase | None:
-    """The phase an ``instance.*`` event type reports; None for events about no action."""
-    parts = event_type.split(".")
-    if len(parts) < 2 or parts[0] != "instance" or parts[1] in NOT_ACTIONS:
-        return None
-    if len(parts) == 3 and parts[2] in _SUFFIXES:
-        return _SUFFIXES[parts[2]]
-    if len(parts) == 2:
-        return Phase.ENDED if parts[1] in DONE_WITHOUT_PHASE else Phase.STARTED
-    return None
+def phase_for(action: str | None, event_type: str) -> Phase | None:
+    """What ``event_type`` says about ``action`` (its catalogue key), by Nova's table of the
+    events each action publishes; None if it is not one of that action's events, or says
+    nothing new (instance.update, the .end of an early step)."""
+    row = events_of(action)
+    return row.phase(event_type) if row is not None else None
 
 
 @dataclass(frozen=True)
@@ -58,52 +40,22 @@ class Execution:
     server_id: str  # the payload's uuid
     nova_request_id: str | None = None  # Nova's own (the x-openstack-request-id it answered)
     global_request_id: str | None = None  # the X-OpenStack-Request-ID the gateway forwarded
-    occurred_at: str | None = None  # the notification's timestamp
+    occurred_at: str | None = None  # the notification's timestamp (the publisher's clock)
     message_id: str | None = None
     fault: str | None = None  # "<exception>: <message>" of an .error event, bounded
 
     @classmethod
-    def from_notification(
-        cls,
-        event_type: str,
-        payload: Mapping[str, Any],
-        context: Mapping[str, Any],
-        metadata: Mapping[str, Any] | None = None,
-    ) -> Execution | None:
-        """From what an oslo.messaging notification endpoint receives; None if not usable.
-
-        ``context`` may use oslo.messaging's keys (``global_request_id``) or the wire's
-        (``_context_global_request_id``); nothing else of it is read.
-        """
-        data = payload.get("nova_object.data")
-        if not isinstance(data, Mapping) or not isinstance(data.get("uuid"), str):
-            return None
-        metadata = metadata or {}
+    def from_event(cls, event: InstanceEvent) -> Execution:
+        """From the notification feed's parsed event (which kept no secret to begin with)."""
         return cls(
-            event_type=event_type,
-            server_id=data["uuid"],
-            nova_request_id=_text(data.get("request_id") or _context(context, "request_id")),
-            global_request_id=_text(_context(context, "global_request_id")),
-            occurred_at=_text(metadata.get("timestamp")),
-            message_id=_text(metadata.get("message_id")),
-            fault=_fault(data.get("fault")),
+            event_type=event.event_type,
+            server_id=event.server_id,
+            nova_request_id=event.request_id,
+            global_request_id=event.global_request_id,
+            occurred_at=event.published.isoformat() if event.published is not None else None,
+            message_id=event.message_id,
+            fault=event.fault,
         )
-
-
-def _context(context: Mapping[str, Any], name: str) -> Any:
-    return context.get(name, context.get(f"_context_{name}"))
-
-
-def _text(value: Any) -> str | None:
-    return str(value) if value is not None else None
-
-
-def _fault(fault: Any) -> str | None:
-    data = fault.get("nova_object.data") if isinstance(fault, Mapping) else None
-    if not isinstance(data, Mapping):
-        return None
-    text = f"{data.get('exception')}: {data.get('exception_message')}"
-    return text[:FAULT_LIMIT]
 
 
 @dataclass(frozen=True)
@@ -121,7 +73,8 @@ class DecisionIndex:
 
     Nova publishes an action's first notification while handling the request (before its
     answer), so decisions are found by the forwarded id first, and by Nova's own request
-    id once the answer has told it.
+    id once the answer has told it. It also remembers how far each decision's execution
+    got, so that a step's events never record an earlier phase after a later one.
     """
 
     def __init__(
@@ -129,6 +82,7 @@ class DecisionIndex:
     ) -> None:
         self._by_forwarded: TTLCache[str, list[DecisionRef]] = TTLCache(size, seconds, timer)
         self._by_nova: TTLCache[str, DecisionRef] = TTLCache(size, seconds, timer)
+        self._reached: TTLCache[str, Phase] = TTLCache(size, seconds, timer)
 
     def add(self, ref: DecisionRef) -> None:
         same = self._by_forwarded.get(ref.forwarded_id, [])
@@ -147,6 +101,14 @@ class DecisionIndex:
                 if ref.server_id == execution.server_id:
                     return ref
         return None
+
+    def advance(self, ref: DecisionRef, phase: Phase) -> bool:
+        """True if ``phase`` is further than any recorded for ``ref`` (and now it is)."""
+        reached = self._reached.get(ref.request_id)
+        if reached is not None and reached.rank >= phase.rank:
+            return False
+        self._reached[ref.request_id] = phase
+        return True
 
 
 def build_execution_record(

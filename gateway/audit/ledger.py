@@ -18,9 +18,11 @@ from gateway.audit.chain import ChainReport, Entry, Problem, Where, entry_of, ve
 from gateway.audit.records import DECIDING_EVENTS, DECISION, EXECUTION, OUTCOME, gateway_record
 from gateway.audit.sinks import FILE_SUFFIX
 from gateway.audit.witness import Head, Judgement, Witness, judge, read_heads
+from gateway.nova.action_events import Phase, events_of
 
 # When one call has several executions, the one that says most: failed, then ended.
-PHASE_RANK = {"failed": 3, "ended": 2, "started": 1}
+PHASE_RANK = {phase.value: phase.rank for phase in Phase}
+OPENED = "chain_opened"  # its execution_evidence says whether the worker heard Nova's bus
 
 
 def expand(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -111,6 +113,24 @@ class CallTrail:
         phases = [str(record.get("phase")) for record in self.executions]
         return max(phases, key=lambda phase: PHASE_RANK.get(phase, 0), default=None)
 
+    @property
+    def action(self) -> str | None:
+        key = (self.deciding.get("action") or {}).get("key")
+        return key if isinstance(key, str) else None
+
+    @property
+    def awaits_execution(self) -> bool:
+        """Forwarded, accepted by Nova (2xx), and an action Nova publishes events for."""
+        status = self.status
+        row = events_of(self.action)
+        return (
+            bool(self.forwarded)
+            and status is not None
+            and 200 <= status < 300
+            and row is not None
+            and row.publishes
+        )
+
 
 @dataclass
 class Ledger:
@@ -126,11 +146,17 @@ class Ledger:
     calls: dict[str, CallTrail] = field(default_factory=dict)
     orphans: list[tuple[Where, str]] = field(default_factory=list)  # (where, event)
     records: int = 0
+    # chain -> its worker recorded executions (had a notification bus); chains whose
+    # chain_opened record was not read are absent.
+    evidence: dict[str, bool] = field(default_factory=dict)
 
     def add(self, entry: Entry, record: Mapping[str, Any] | None) -> None:
         if record is None:
             return
         event = record.get("event")
+        if event == OPENED and entry.chain is not None:
+            self.evidence[entry.chain] = record.get("execution_evidence") is True
+            return
         request_id = record.get("request_id")
         if not isinstance(request_id, str):
             return
@@ -153,6 +179,46 @@ class Ledger:
             found.outcome = _slim(record) if self.slim else record
         else:
             found.executions.append(_slim(record) if self.slim else record)
+
+    def execution_evidence(self, call: CallTrail) -> bool | None:
+        """Whether the worker that wrote ``call`` recorded executions; None if unknown."""
+        known = [self.evidence[chain] for chain in call.chains if chain in self.evidence]
+        return any(known) if known else None
+
+
+@dataclass
+class ExecutionTally:
+    """What the trail says Nova did with the forwarded actions it publishes events for."""
+
+    awaited: int = 0  # forwarded, 2xx, an action with events, by a worker with a bus
+    by_phase: dict[str, int] = field(default_factory=dict)  # best phase -> calls
+    missing: list[CallTrail] = field(default_factory=list)  # no execution record at all
+    without_bus: int = 0  # such calls written by a worker without a notification bus
+    unknown: int = 0  # such calls in chains whose chain_opened was not read (archived)
+    chains_without_bus: list[str] = field(default_factory=list)
+
+
+def tally_executions(ledger: Ledger) -> ExecutionTally:
+    tally = ExecutionTally(
+        chains_without_bus=sorted(chain for chain, on in ledger.evidence.items() if not on)
+    )
+    for call in ledger.calls.values():
+        if not call.awaits_execution:
+            continue
+        evidence = ledger.execution_evidence(call)
+        if evidence is None:
+            tally.unknown += 1
+            continue
+        if not evidence:
+            tally.without_bus += 1
+            continue
+        tally.awaited += 1
+        phase = call.execution
+        if phase is None:
+            tally.missing.append(call)
+        else:
+            tally.by_phase[phase] = tally.by_phase.get(phase, 0) + 1
+    return tally
 
 
 _SLIM_FIELDS = {

@@ -18,6 +18,9 @@ from gateway.audit.ledger import CallTrail, CheckedTrail
 
 FORMATS = ("table", "jsonl", "csv")
 DECISIONS = ("allow", "deny", "error", "would_deny")
+# How far Nova got, by its notifications; none: a forwarded action Nova publishes events
+# for, accepted (2xx), with no execution record.
+EXECUTIONS = ("started", "ended", "failed", "none")
 MIN_ID_PREFIX = 8  # shortest request or server id prefix a filter accepts
 _RELATIVE = re.compile(r"^(\d+)([smhd])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
@@ -70,10 +73,13 @@ class Filters:
     status: str | None = None  # 403, or a class: 4xx
     request_id: str | None = None  # the gateway's, the client's global one, or Nova's
     actions_only: bool = False  # only calls that name an action (no reads, no lists)
+    execution: str | None = None  # started | ended | failed | none (see EXECUTIONS)
 
     def __post_init__(self) -> None:
         if self.decision is not None and self.decision not in DECISIONS:
             raise QueryError(f"--decision must be one of {', '.join(DECISIONS)}")
+        if self.execution is not None and self.execution not in EXECUTIONS:
+            raise QueryError(f"--execution must be one of {', '.join(EXECUTIONS)}")
         if self.status is not None and not (
             self.status.isdigit() or _STATUS_CLASS.match(self.status)
         ):
@@ -116,6 +122,10 @@ class Filters:
                 return False
         if self.decision is not None and not _decided(call, self.decision):
             return False
+        if self.execution == "none" and not (call.awaits_execution and call.execution is None):
+            return False
+        if self.execution not in (None, "none") and call.execution != self.execution:
+            return False
         if self.status is not None:
             status = call.status
             if status is None:
@@ -144,8 +154,11 @@ def _nova_id(call: CallTrail) -> str | None:
 # Rows and outputs
 
 
-def row(call: CallTrail, verified: str) -> dict[str, Any]:
-    """One call, flat: what an auditor reads (JSON lines and CSV carry every field)."""
+def row(call: CallTrail, verified: str, evidence: bool | None = None) -> dict[str, Any]:
+    """One call, flat: what an auditor reads (JSON lines and CSV carry every field).
+
+    ``evidence``: whether the worker that wrote it recorded executions (None: unknown).
+    """
     record = call.deciding
     initiator = record.get("initiator") or {}
     request = record.get("request") or {}
@@ -182,9 +195,11 @@ def row(call: CallTrail, verified: str) -> dict[str, Any]:
                 "phase": execution.get("phase"),
                 "event_type": (execution.get("nova") or {}).get("event_type"),
                 "time": (execution.get("nova") or {}).get("time"),
+                "fault": (execution.get("nova") or {}).get("fault"),
             }
             for execution in call.executions
         ],
+        "execution_evidence": evidence,
         "verified": verified,
         "source": str(call.where),
     }
@@ -205,7 +220,7 @@ def rows(checked: CheckedTrail, filters: Filters, *, verified: bool = True) -> l
             state = "FAIL: its chain did not verify"
         else:
             state = "ok"
-        found.append(row(call, state))
+        found.append(row(call, state, checked.ledger.execution_evidence(call)))
     return found
 
 
@@ -213,7 +228,7 @@ CSV_FIELDS = (
     "time", "request_id", "global_request_id", "nova_request_id", "user_id", "user_name",
     "project_id", "roles", "method", "path", "action", "server_id", "server_project_id",
     "decision", "rule", "would_deny", "reason", "status", "forwarded", "write_ahead",
-    "unfinished", "execution", "verified", "source",
+    "unfinished", "execution", "execution_evidence", "verified", "source",
 )  # fmt: skip
 
 
@@ -268,9 +283,15 @@ def table_cells(item: Mapping[str, Any]) -> tuple[str, ...]:
         decision,
         status,
         _short(item.get("nova_request_id"), 12),
-        str(item.get("execution") or "-"),
+        _execution_cell(item),
         verified,
     )
+
+
+def _execution_cell(item: Mapping[str, Any]) -> str:
+    if item.get("execution"):
+        return str(item["execution"])
+    return "no bus" if item.get("execution_evidence") is False and item.get("forwarded") else "-"
 
 
 def write_table(found: Sequence[Mapping[str, Any]], out: TextIO) -> None:
@@ -296,6 +317,12 @@ def summary(
         lines.append(
             f"{unfinished} of them unfinished: decided and stored, but the gateway stopped "
             "before recording the answer (Nova may have run them)"
+        )
+    without_bus = [chain for chain, on in checked.ledger.evidence.items() if not on]
+    if without_bus:
+        lines.append(
+            f"{len(without_bus)} chain(s) recorded no execution: their worker had no "
+            "notification bus ([server_facts] notifications_url)"
         )
     if not verified:
         return [*lines, "seals NOT checked (--no-verify): these records may have been altered"]

@@ -22,8 +22,9 @@ from gateway.audit.execution import (
     DecisionIndex,
     DecisionRef,
     Execution,
+    Phase,
     build_execution_record,
-    phase_of,
+    phase_for,
 )
 from gateway.audit.records import (
     DECISION,
@@ -41,6 +42,9 @@ from gateway.audit.sinks import FileSink, MessagingSink, Sink, SinkError, file_s
 from gateway.audit.witness import build_witnesses
 from gateway.audit.worker import SinkWorker, Waiter, WitnessPolicy
 from gateway.call import Call
+from gateway.notifications.events import InstanceEvent
+from gateway.notifications.feed import NotificationFeed
+from gateway.nova.action_events import is_action_event
 from gateway.nova.faults import Fault
 
 log = structlog.get_logger(__name__)
@@ -111,6 +115,7 @@ class AuditTrail:
         flush_timeout: float = 30.0,
         write_ahead: str = "mutating",
         write_ahead_timeout: float = 5.0,
+        execution_evidence: bool = False,
     ) -> None:
         if write_ahead not in WRITE_AHEAD_SCOPES:
             raise ValueError(
@@ -125,11 +130,15 @@ class AuditTrail:
         self.flush_timeout = flush_timeout
         self.write_ahead_scope = write_ahead
         self.write_ahead_timeout = write_ahead_timeout
+        # Subscribed to Nova's notifications (said in every chain_opened record, so that
+        # verify and query can tell "no execution record" from "none could be made").
+        self.execution_evidence = execution_evidence
         self.dropped = 0  # alert counter: records never accepted (reported in audit_gap)
         self.refused = 0  # requests answered 503 audit_unavailable
         self.write_ahead_failed = 0  # decisions not stored in time (refused, or fail-open)
         self.executions = 0  # EXECUTION records queued
-        self.executions_unmatched = 0  # notifications that followed no decision of ours
+        self.executions_by_phase = dict.fromkeys(Phase, 0)
+        self.executions_unmatched = 0  # action notifications that followed no decision of ours
         self.index = DecisionIndex(EXECUTION_JOIN_SIZE, EXECUTION_JOIN_SECONDS)
         self._in_flight: dict[str, InFlight] = {}
         self._gap: dict[str, Any] | None = None
@@ -158,6 +167,7 @@ class AuditTrail:
             "refused": self.refused,
             "write_ahead_failed": self.write_ahead_failed,
             "executions": self.executions,
+            "executions_unmatched": self.executions_unmatched,
             "batches": min((worker.batches for worker in self.workers), default=0),
         }
 
@@ -171,6 +181,7 @@ class AuditTrail:
                     sink=worker.sink.name,
                     format=worker.record_format,
                     failure_mode="fail-closed" if self.fail_closed else "fail-open",
+                    execution_evidence=self.execution_evidence,
                 )
             )
 
@@ -276,24 +287,35 @@ class AuditTrail:
             call.action_key,
         )
 
+    def on_notification(self, event: InstanceEvent) -> None:
+        """The notification feed's subscriber (on the event loop, in the bus's order)."""
+        self.record_execution(Execution.from_event(event))
+
     def record_execution(self, execution: Execution) -> bool:
-        """A notification feed's entry point: record what Nova says it did with an action.
+        """Record what Nova says it did with an action this worker forwarded.
 
         Call it on the event loop, once per ``instance.*`` notification. An EXECUTION
-        record (started / ended / failed) follows the DECISION it belongs to when the
-        notification names a server and request id this worker forwarded in the last
-        EXECUTION_JOIN_SECONDS; True if it did, False if it is about no action of ours
-        (another worker's, another gateway's, or a direct call to Nova).
+        record (started / ended / failed, by Nova's table of each action's events) follows
+        the DECISION it belongs to when the notification names a server and request id
+        this worker forwarded in the last EXECUTION_JOIN_SECONDS, and says more than what
+        is already recorded for it; True if it did. An action's event that follows no call
+        of this worker (another worker's, another gateway's, a direct call to Nova, or one
+        older than the index) is only counted.
         """
-        phase = phase_of(execution.event_type)
-        if phase is None:
+        if self._closing or not is_action_event(execution.event_type):
+            # Closing: the writers are flushing for the last time and would never write
+            # it. instance.update, instance.exists: no action's own event.
             return False
         ref = self.index.find(execution)
         if ref is None:
             self.executions_unmatched += 1
             return False
+        phase = phase_for(ref.action, execution.event_type)
+        if phase is None or not self.index.advance(ref, phase):
+            return False  # not this action's event, or a step that says nothing new
         self.offer(build_execution_record(ref, execution, phase, self.instance))
         self.executions += 1
+        self.executions_by_phase[phase] += 1
         return True
 
     def offer(self, record: dict[str, Any], context: Mapping[str, Any] | None = None) -> None:
@@ -384,8 +406,11 @@ class AuditTrail:
 # --------------------------------------------------------------------------------------
 
 
-def build_audit_trail(conf: cfg.ConfigOpts) -> AuditTrail | None:
-    """The trail [audit] describes, started; None when auditing is off.
+def build_audit_trail(
+    conf: cfg.ConfigOpts, feed: NotificationFeed | None = None
+) -> AuditTrail | None:
+    """The trail [audit] describes, started; None when auditing is off. With ``feed``
+    (Nova's notifications), it records the execution of the calls this worker forwards.
 
     Raises KeyFileError without a usable key: a trail nobody can verify is refused.
     """
@@ -451,6 +476,9 @@ def build_audit_trail(conf: cfg.ConfigOpts) -> AuditTrail | None:
         flush_timeout=group.flush_timeout,
         write_ahead=group.write_ahead,
         write_ahead_timeout=group.write_ahead_timeout,
+        execution_evidence=feed is not None,
     )
+    if feed is not None:
+        feed.subscribe(trail.on_notification)
     trail.start()
     return trail

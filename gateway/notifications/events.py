@@ -20,6 +20,7 @@ INSTANCE_PREFIX = "instance."
 # The events after which Nova no longer has the server.
 GONE_EVENTS = frozenset({"instance.delete.end", "instance.soft_delete.end"})
 _MAX_TEXT = 255  # Nova's ids and names are shorter; anything longer is not Nova's
+FAULT_LIMIT = 512  # characters of an .error event's "<exception>: <message>" kept
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,10 @@ class InstanceEvent:
     launched_at: str | None
     published: dt.datetime | None  # the publisher's clock (UTC)
     publisher_id: str
+    message_id: str | None = None  # oslo.messaging's id of the message
+    # An .error event's fault, "<exception>: <message>" (bounded): Nova's exception text
+    # names the server and what failed, never the caller's credentials.
+    fault: str | None = None
 
     @property
     def gone(self) -> bool:
@@ -124,7 +129,18 @@ def parse_instance_event(message: Mapping[str, Any]) -> InstanceEvent | None:
         launched_at=_text(data.get("launched_at")),
         published=_timestamp(message.get("timestamp")),
         publisher_id=_text(message.get("publisher_id")) or "",
+        message_id=_text(message.get("message_id")),
+        fault=fault_text(data.get("fault")),
     )
+
+
+def fault_text(fault: Any) -> str | None:
+    """``<exception>: <message>`` of a payload's ExceptionPayload, bounded; None if absent."""
+    data = fault.get("nova_object.data") if isinstance(fault, Mapping) else None
+    if not isinstance(data, Mapping):
+        return None
+    text = f"{data.get('exception')}: {data.get('exception_message')}"
+    return text[:FAULT_LIMIT]
 
 
 def _text(value: Any) -> str | None:

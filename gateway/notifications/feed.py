@@ -42,6 +42,9 @@ QUEUE_EXPIRY_MS = 60_000
 # connection (and its queue): a new epoch, so nothing learnt before the gap is trusted.
 MAX_BACKLOG = 10_000
 DELAY_SAMPLES = 4096
+# oslo.messaging routes a notification by ``<topic>.<priority>``: Nova's failures
+# (instance.<action>.error, priority ERROR) come under .error, everything else under .info.
+PRIORITIES = ("info", "error")
 _SCHEMES = {"rabbit": "amqp", "amqp": "amqp", "amqps": "amqps"}
 
 
@@ -215,8 +218,9 @@ class NotificationFeed:
             queue = kombu.Queue(
                 name,
                 bindings=[
-                    kombu.binding(exchange, routing_key=f"{topic}.info")
+                    kombu.binding(exchange, routing_key=f"{topic}.{priority}")
                     for topic in settings.topics
+                    for priority in PRIORITIES
                 ],
                 durable=False,
                 exclusive=True,

@@ -77,7 +77,8 @@ async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
         identity.service_token,
         lambda: versions.range.maximum,
     )
-    servers = build_facts_store(conf, reader)
+    feed = build_feed(conf)  # Nova's notifications: the mirror's and the audit's
+    servers = build_facts_store(conf, reader, feed)
     policy = PolicyEngine(conf)
     rate_limiter = RateLimiter.from_conf(conf, policy)
     if not rate_limiter.shared and rate_limiter.rules.rules and worker_count(conf) > 1:
@@ -100,30 +101,44 @@ async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
     gate.rate_limiter = rate_limiter
     if conf.metrics.enabled:
         gate.observers.append(metrics.MetricsObserver(gate, conf.metrics.sample_interval))
-    gate.audit = build_audit_trail(conf)  # starts the writer threads of this worker
+    # Starts the writer threads of this worker; with the feed, it also records what Nova
+    # did with each action this worker forwarded.
+    gate.audit = build_audit_trail(conf, feed)
     if gate.audit is not None:
         gate.observers.append(gate.audit)
     apply_reloadable(gate, conf)
     return gate
 
 
-def build_facts_store(conf: cfg.ConfigOpts, reader: ServerReader) -> FactsStore:
+def build_feed(conf: cfg.ConfigOpts) -> NotificationFeed | None:
+    """This worker's feed of Nova's notifications ([server_facts]); None without a bus.
+
+    One feed, any number of subscribers: the server-facts mirror and the audit trail's
+    execution evidence both read it (started with the worker, see gateway.web.server).
+    """
+    facts = conf.server_facts
+    if not facts.notifications_url:
+        return None
+    try:
+        return NotificationFeed(
+            FeedSettings(
+                transport_url=facts.notifications_url,
+                exchange=facts.exchange,
+                topics=tuple(facts.topics),
+                queue_prefix=facts.queue_prefix,
+                heartbeat_interval=facts.heartbeat_interval,
+            )
+        )
+    except FeedConfigError as exc:
+        raise ConfigError(f"[server_facts] notifications_url: {exc}") from None
+
+
+def build_facts_store(
+    conf: cfg.ConfigOpts, reader: ServerReader, feed: NotificationFeed | None
+) -> FactsStore:
     """The mirror fed by Nova's notifications when a bus is configured, else the cache."""
     facts, lookup = conf.server_facts, conf.server_lookup
-    feed = None
-    if facts.notifications_url:
-        try:
-            feed = NotificationFeed(
-                FeedSettings(
-                    transport_url=facts.notifications_url,
-                    exchange=facts.exchange,
-                    topics=tuple(facts.topics),
-                    queue_prefix=facts.queue_prefix,
-                    heartbeat_interval=facts.heartbeat_interval,
-                )
-            )
-        except FeedConfigError as exc:
-            raise ConfigError(f"[server_facts] notifications_url: {exc}") from None
+    if feed is not None:
         unused = [
             name
             for name in ("cache_ttl", "cache_size")

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import metrics
 from gateway.call import Call
 from gateway.metrics import GatewayMetrics, MetricsObserver
+from gateway.nova.action_events import Phase
 from gateway.nova.catalogue import BY_KEY
 from gateway.nova.faults import Fault
 from gateway.ratelimit.limiter import CircuitBreaker
@@ -167,15 +168,25 @@ def test_audit_trail_is_sampled(gauges: GatewayMetrics) -> None:
             return self.pending
 
     file_sink, bus = Worker("file"), Worker("notifications")
-    trail = SimpleNamespace(workers=[file_sink, bus], dropped=0)
+    phases = dict.fromkeys(Phase, 0)
+    trail = SimpleNamespace(
+        workers=[file_sink, bus], dropped=0, executions_by_phase=phases, executions_unmatched=0
+    )
     observer = MetricsObserver(cast(Any, fake_gate(audit=trail)), 1.0, gauges)
     observer.sample()
     file_sink.failures, bus.pending, trail.dropped = 2, 40, 3
+    phases[Phase.ENDED], phases[Phase.FAILED], trail.executions_unmatched = 5, 1, 7
+    observer.sample()
+    phases[Phase.ENDED] += 2
     observer.sample()
     assert value(gauges, "nova_gateway_audit_sink_failures_total", sink="file") == 2
     assert value(gauges, "nova_gateway_audit_sink_failures_total", sink="notifications") == 0
     assert value(gauges, "nova_gateway_audit_queue_depth", sink="notifications") == 40
     assert value(gauges, "nova_gateway_audit_events_dropped_total", sink="all") == 3
+    assert value(gauges, "nova_gateway_audit_executions_total", phase="ended") == 7
+    assert value(gauges, "nova_gateway_audit_executions_total", phase="failed") == 1
+    assert value(gauges, "nova_gateway_audit_executions_total", phase="started") == 0
+    assert value(gauges, "nova_gateway_audit_executions_unmatched_total") == 7
 
 
 def test_noauth_identity_has_no_cache_series(gauges: GatewayMetrics) -> None:

@@ -99,3 +99,60 @@ def test_a_sequence_sends_what_nova_sends() -> None:
         "instance.lock",
     ]
     assert {item["payload"]["nova_object.data"]["request_id"] for item in sent[:4]} == {"req-pause"}
+
+
+def capture() -> tuple[Notifier, list[dict[str, Any]]]:
+    sent: list[dict[str, Any]] = []
+
+    class Capture:
+        def send(self, item: dict[str, Any]) -> None:
+            sent.append(item)
+
+    return Notifier(Capture()), sent  # type: ignore[arg-type]
+
+
+def test_a_migration_publishes_novas_three_steps_with_the_callers_global_id() -> None:
+    sim = Sim(SimConfig(seed=1))
+    server = next(iter(sim.store.servers.values()))
+    notifier, sent = capture()
+    alice = Caller("alice", "p1", frozenset({"member"}))
+    global_id = "req-11111111-2222-4333-8444-555555555555"
+    notifier.acting(server, alice, "req-migrate", "migrate", global_id)
+    server.task_state = "resize_prep"
+    notifier.changed(server)
+    server.vm_state, server.task_state = "resized", None
+    notifier.changed(server)
+    # The real Nova's order for a cold migration (nova/compute/manager.py: prep_resize,
+    # resize_instance, finish_resize), instance.update and scheduler events left out.
+    assert [item["event_type"] for item in sent if item["event_type"] != "instance.update"] == [
+        "instance.resize_prep.start",
+        "instance.resize_prep.end",
+        "instance.resize.start",
+        "instance.resize.end",
+        "instance.resize_finish.start",
+        "instance.resize_finish.end",
+    ]
+    assert {item["_context_global_request_id"] for item in sent} == {global_id}
+
+
+def test_a_failing_rebuild_ends_in_an_error_event_like_novas() -> None:
+    sim = Sim(SimConfig(seed=1))
+    server = next(iter(sim.store.servers.values()))
+    notifier, sent = capture()
+    notifier.acting(server, Caller("alice", "p1", frozenset({"member"})), "req-r", "rebuild")
+    notifier.failing(server, "PreserveEphemeralNotSupported", "no", "_rebuild_default_impl")
+    server.task_state = "rebuilding"
+    notifier.changed(server)
+    server.vm_state, server.task_state = "error", None
+    notifier.changed(server)
+    *_, error = sent
+    assert error["event_type"] == "instance.rebuild.error" and error["priority"] == "ERROR"
+    fault = error["payload"]["nova_object.data"]["fault"]
+    # The shape of the ExceptionPayload 1.1 Nova sends (nova/notifications/objects/exception.py).
+    assert fault["nova_object.name"] == "ExceptionPayload"
+    assert fault["nova_object.version"] == "1.1"
+    assert set(fault["nova_object.data"]) == {
+        "module_name", "function_name", "exception", "exception_message", "traceback"
+    }  # fmt: skip
+    event = parse_instance_event(unwrap(envelope(error).encode()) or {})
+    assert event is not None and event.fault == "PreserveEphemeralNotSupported: no"

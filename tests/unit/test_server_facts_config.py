@@ -10,7 +10,7 @@ import pytest
 from gateway import config
 from gateway.nova.catalogue import BY_KEY, SERVER_RESOURCE_ACTIONS, FactsEffect
 from gateway.servers.lookup import ServerReader
-from gateway.web.app import build_facts_store
+from gateway.web.app import build_facts_store, build_feed
 
 
 def load(tmp_path: Path, text: str) -> Any:
@@ -42,10 +42,12 @@ async def _token() -> str:
 
 
 def test_no_bus_builds_the_cache_and_a_bus_the_mirror(tmp_path: Path) -> None:
-    plain = build_facts_store(load(tmp_path, "[server_lookup]\ncache_size = 7\n"), reader())
+    conf = load(tmp_path, "[server_lookup]\ncache_size = 7\n")
+    assert build_feed(conf) is None
+    plain = build_facts_store(conf, reader(), None)
     assert plain.feed is None and plain.settings.size == 7
     conf = load(tmp_path, "[server_facts]\nnotifications_url = rabbit://u:p@h:5672/\nsize = 9\n")
-    mirror = build_facts_store(conf, reader())
+    mirror = build_facts_store(conf, reader(), build_feed(conf))
     assert mirror.feed is not None and mirror.settings.size == 9
     assert mirror.feed.queue.startswith("nova-gateway-facts.")
 
@@ -53,7 +55,7 @@ def test_no_bus_builds_the_cache_and_a_bus_the_mirror(tmp_path: Path) -> None:
 def test_an_unusable_bus_url_stops_the_start(tmp_path: Path) -> None:
     conf = load(tmp_path, "[server_facts]\nnotifications_url = kafka://h:9092/\n")
     with pytest.raises(config.ConfigError, match="notifications_url"):
-        build_facts_store(conf, reader())
+        build_feed(conf)
 
 
 def test_only_the_read_only_actions_leave_the_facts_as_they_were() -> None:
