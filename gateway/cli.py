@@ -11,10 +11,6 @@ from collections.abc import Sequence
 from gateway import config, logs
 
 
-def _announce(conf_listen: str, admin_listen: str) -> None:
-    print(f"READY http://{conf_listen}/v2.1 admin http://{admin_listen}", flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "policy":
@@ -56,10 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         from gateway import demo
 
         return demo.run(conf)
+    api_url, admin_url = server.listener_urls(conf)
     return server.run(
-        conf,
-        conf.upstream.url,
-        lambda: _announce(conf.gateway.listen, conf.gateway.admin_listen),
+        conf, conf.upstream.url, lambda: print(f"READY {api_url} admin {admin_url}", flush=True)
     )
 
 

@@ -16,6 +16,20 @@ from oslo_config import cfg, types
 
 from gateway.nova.types import Version
 
+# Mozilla's "intermediate" TLS 1.2 suites with ECDHE: forward secrecy and AEAD only.
+# Its DHE suites are left out: Python gives a server context no DH parameters, so they
+# could never be chosen. TLS 1.3's suites are OpenSSL's three, which are Mozilla's.
+INTERMEDIATE_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+    ]
+)
+
 DEFAULT_BODY_LIMIT = 114688  # oslo_middleware max_request_body_size, Nova's default
 
 
@@ -85,6 +99,46 @@ gateway_opts: list[cfg.Opt] = [
         "what your nova-api's web server says (e.g. Apache) to make the gateway's answers "
         "indistinguishable from Nova's.",
     ),
+    cfg.StrOpt(
+        "tls_cert_file",
+        help="PEM certificate chain (the gateway's certificate first, then intermediates) "
+        "of the API listener. Set with tls_key_file, the listener speaks HTTPS only, and "
+        "X-Forwarded-Proto is https for its callers. Unset: plain HTTP (TLS terminated in "
+        "front of the gateway). Re-read on SIGHUP and when the file changes.",
+    ),
+    cfg.StrOpt("tls_key_file", help="Unencrypted PEM private key of tls_cert_file."),
+    cfg.StrOpt(
+        "admin_tls_cert_file",
+        help="PEM certificate chain of the admin listener (/healthz, /readyz, /metrics); "
+        "set with admin_tls_key_file, it speaks HTTPS only. Re-read like tls_cert_file.",
+    ),
+    cfg.StrOpt("admin_tls_key_file", help="Unencrypted PEM private key of admin_tls_cert_file."),
+    cfg.StrOpt(
+        "admin_tls_client_ca_file",
+        help="PEM CA certificates; set, the admin listener requires a client certificate "
+        "issued by one of them (mutual TLS) and refuses the handshake otherwise. Needs "
+        "admin_tls_cert_file. Re-read with the certificate.",
+    ),
+    cfg.StrOpt(
+        "tls_minimum_version",
+        default="1.2",
+        choices=[("1.2", "TLS 1.2 and 1.3 (Mozilla intermediate)"), ("1.3", "TLS 1.3 only")],
+        help="Oldest TLS version the listeners accept; the newest both sides know is used.",
+    ),
+    cfg.StrOpt(
+        "tls_ciphers",
+        default=INTERMEDIATE_CIPHERS,
+        help="OpenSSL cipher list for TLS 1.2 on the listeners (TLS 1.3 always offers its "
+        "three AEAD suites). The default is Mozilla's intermediate list, ECDHE suites only.",
+    ),
+    cfg.FloatOpt(
+        "tls_reload_interval",
+        min=0,
+        default=60.0,
+        help="Seconds between checks of the listeners' certificate, key and client-CA "
+        "files; a change is loaded for new connections (open ones keep theirs). 0: only "
+        "on SIGHUP.",
+    ),
 ]
 
 upstream_opts: list[cfg.Opt] = [
@@ -148,6 +202,17 @@ upstream_opts: list[cfg.Opt] = [
         "max_version",
         help="Override the maximum microversion read from the upstream, e.g. 2.104.",
     ),
+    cfg.StrOpt(
+        "ca_file",
+        help="PEM CA certificates that verify nova-api's certificate (https url): the "
+        "deployment's own CA, used instead of the system's trust store. Unset: the "
+        "system's. The certificate and its hostname are always verified.",
+    ),
+    cfg.StrOpt(
+        "cert_file",
+        help="PEM client certificate the gateway presents to nova-api (mutual TLS), with key_file.",
+    ),
+    cfg.StrOpt("key_file", help="Unencrypted PEM private key of cert_file."),
 ]
 
 limit_opts: list[cfg.Opt] = [
@@ -224,6 +289,18 @@ identity_opts: list[cfg.Opt] = [
         'uri="..." (mode=keystone), as keystonemiddleware\'s option of the same name. '
         "Unset: keystone_url, as written (path included).",
     ),
+    cfg.StrOpt(
+        "keystone_ca_file",
+        help="PEM CA certificates that verify Keystone's certificate (https keystone_url), "
+        "instead of the system's trust store (keystonemiddleware's cafile). The "
+        "certificate and its hostname are always verified.",
+    ),
+    cfg.StrOpt(
+        "keystone_cert_file",
+        help="PEM client certificate presented to Keystone (keystonemiddleware's "
+        "certfile), with keystone_key_file.",
+    ),
+    cfg.StrOpt("keystone_key_file", help="Unencrypted PEM private key of keystone_cert_file."),
     cfg.StrOpt("service_username", default="nova-gateway", help="The gateway's Keystone user."),
     cfg.StrOpt("service_password", secret=True, help="Password of the gateway's Keystone user."),
     cfg.StrOpt(
@@ -457,13 +534,26 @@ rate_limit_opts: list[cfg.Opt] = [
         default="memory://",
         help="Where the counters live: memory:// (inside each worker process: every worker "
         "and replica counts alone), or shared by all workers and replicas: "
-        "async+redis://[:PASSWORD@]HOST:PORT/DB (async+rediss:// for TLS); "
+        "async+redis://[:PASSWORD@]HOST:PORT/DB; "
         "async+redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../SERVICE (Redis with "
         "Sentinel: the gateway asks the sentinels for the primary, and again after a "
         "failover; the password is sent to the sentinels and to Redis); "
         "async+redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,... (Redis Cluster). "
+        "Over TLS: async+rediss://, async+rediss+sentinel:// (sentinels and Redis), "
+        "async+rediss+cluster://, verified with storage_ca_file. "
         "Counters are always read and written on the primary.",
     ),
+    cfg.StrOpt(
+        "storage_ca_file",
+        help="PEM CA certificates that verify Redis's (and the sentinels') certificates "
+        "with a TLS storage_url; unset: the system's trust store. The certificate and the "
+        "host name (or IP address) the gateway connects to are always verified.",
+    ),
+    cfg.StrOpt(
+        "storage_cert_file",
+        help="PEM client certificate presented to Redis (tls-auth-clients), with storage_key_file.",
+    ),
+    cfg.StrOpt("storage_key_file", help="Unencrypted PEM private key of storage_cert_file."),
     cfg.StrOpt(
         "strategy",
         default="moving-window",
@@ -612,7 +702,10 @@ audit_opts: list[cfg.Opt] = [
         "witness_redis_url",
         secret=True,
         help="Redis URL (redis://host:6379/0) where each worker publishes its chains' "
-        "heads, one key per chain; with witness_directory too, both get them.",
+        "heads, one key per chain; with witness_directory too, both get them. Over TLS: "
+        "rediss://host:6380/0?ssl_ca_certs=/path/ca.pem (redis-py's URL parameters; "
+        "ssl_certfile and ssl_keyfile for a client certificate); the certificate and "
+        "hostname are verified.",
     ),
     cfg.StrOpt(
         "witness_key_prefix",
@@ -684,7 +777,10 @@ audit_opts: list[cfg.Opt] = [
         "messaging_transport_url",
         secret=True,
         help="oslo.messaging transport URL of the messaging sink, e.g. "
-        "rabbit://user:password@rabbit:5672/. Required with the messaging sink.",
+        "rabbit://user:password@rabbit:5672/. Required with the messaging sink. TLS and "
+        "the other driver settings come from oslo.messaging's own [oslo_messaging_rabbit] "
+        "options in this file (ssl, ssl_ca_file, ssl_cert_file, ssl_key_file), as in "
+        "nova.conf.",
     ),
     cfg.ListOpt(
         "messaging_topics",
@@ -805,6 +901,24 @@ def validate(conf: cfg.ConfigOpts) -> None:
     _validate_audit(conf)
     validate_policy(conf)
     _validate_server_facts(conf)
+    _validate_listener_tls(conf)
+
+
+def _validate_listener_tls(conf: cfg.ConfigOpts) -> None:
+    """A certificate needs its key, and mutual TLS needs TLS: never half a listener."""
+    group = conf.gateway
+    for prefix in ("tls", "admin_tls"):
+        cert, key = getattr(group, f"{prefix}_cert_file"), getattr(group, f"{prefix}_key_file")
+        if bool(cert) != bool(key):
+            missing, given = ("key", "cert") if cert else ("cert", "key")
+            raise ConfigError(
+                f"[gateway] {prefix}_{missing}_file: required with {prefix}_{given}_file"
+            )
+    if group.admin_tls_client_ca_file and not group.admin_tls_cert_file:
+        raise ConfigError(
+            "[gateway] admin_tls_client_ca_file: needs admin_tls_cert_file and "
+            "admin_tls_key_file (mutual TLS is TLS first)"
+        )
 
 
 def validate_policy(conf: cfg.ConfigOpts) -> None:

@@ -85,13 +85,15 @@ def _post(action: str, token: str, body: str, extra: str = "") -> str:
     return f"curl -si -X POST {action} {headers} -d '{body}'"
 
 
-def _instructions(listen: str, admin: str, p1_server: str, audit_dir: Path | None) -> str:
-    """What to try; every curl line follows a comment naming the status it answers."""
-    base = f"http://{listen}/v2.1"
+def _instructions(base: str, admin: str, p1_server: str, audit_dir: Path | None) -> str:
+    """What to try; every curl line follows a comment naming the status it answers.
+
+    ``base`` is the API's /v2.1 URL, ``admin`` the admin listener's, scheme included.
+    """
     action = f"{base}/servers/{p1_server}/action"
     return "\n".join(
         [
-            f"nova-gateway demo: gateway http://{listen} -> bundled Nova simulator",
+            f"nova-gateway demo: gateway {base.removesuffix('/v2.1')} -> bundled Nova simulator",
             "Tokens are <user>:<project>[:<roles>], e.g. alice:p1 (member), eve:p2.",
             "",
             "# allowed: alice pauses her own server (202)",
@@ -118,10 +120,9 @@ def _instructions(listen: str, admin: str, p1_server: str, audit_dir: Path | Non
             _post(action, "alice:p1", '{"lock": null}'),
             "# then even she cannot unpause it until she unlocks (409)",
             _post(action, "alice:p1", '{"unpause": null}'),
-            f"# health and readiness: curl -s http://{admin}/healthz ; "
-            f"curl -s http://{admin}/readyz",
+            f"# health and readiness: curl -s {admin}/healthz ; curl -s {admin}/readyz",
             "# metrics: every decision above, by action, decision, reason and status",
-            f"curl -s http://{admin}/metrics | grep '^nova_gateway_requests_total'",
+            f"curl -s {admin}/metrics | grep '^nova_gateway_requests_total'",
             *_audit_lines(audit_dir),
             "# the gateway logs one JSON line per event on stderr (this terminal)",
         ]
@@ -144,8 +145,9 @@ def run(conf: cfg.ConfigOpts) -> int:
     simulator, url = _start_simulator()
     try:
         p1_server = _servers(url, "alice:p1")[0]["id"]
-        text = _instructions(conf.gateway.listen, conf.gateway.admin_listen, p1_server, audit_dir)
-        ready = f"READY http://{conf.gateway.listen}/v2.1 admin http://{conf.gateway.admin_listen}"
+        api_url, admin_url = server.listener_urls(conf)
+        text = _instructions(api_url, admin_url, p1_server, audit_dir)
+        ready = f"READY {api_url} admin {admin_url}"
         return server.run(conf, url, lambda: print(f"{ready}\n{text}", flush=True))
     finally:
         if simulator.poll() is None:

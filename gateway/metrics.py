@@ -5,7 +5,8 @@ Owns metric names, labels and the /metrics exposition, also across forked worker
 nor read metric files on the event loop.
 
 Other modules report through the functions at the bottom (``audit_queue_depth``,
-``audit_sink_failed``, ``audit_events_dropped``); they work in any process, any time.
+``audit_sink_failed``, ``audit_events_dropped``, ``tls_certificate_loaded``); they work in
+any process, any time.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "nova_gateway_upstream_errors",
-            "Failed exchanges with nova-api by kind (refused, reset, timeout, "
+            "Failed exchanges with nova-api by kind (refused, tls, reset, timeout, "
             "pool_exhausted, broken_stream).",
             ["kind"],
             registry=r,
@@ -234,6 +235,15 @@ class GatewayMetrics:
             "(every worker hears every one: with N workers, an action one forwarded is "
             "unmatched in the N-1 others; also direct calls to Nova, other gateways).",
             registry=r,
+        )
+        self.tls_certificate_expiry = Gauge(
+            "nova_gateway_tls_certificate_expiry_timestamp_seconds",
+            "When the certificate a listener serves expires (Unix time), by listener (api, "
+            "admin); the earliest of the live workers: one that could not load a renewal "
+            "still serves the old certificate.",
+            ["listener"],
+            registry=r,
+            multiprocess_mode="livemin",
         )
         self.build_info = Gauge(
             "nova_gateway_build_info",
@@ -486,3 +496,7 @@ def audit_sink_failed(sink: str) -> None:
 
 def audit_events_dropped(sink: str, count: int = 1) -> None:
     process_metrics().audit_events_dropped.labels(sink).inc(count)
+
+
+def tls_certificate_loaded(listener: str, not_after: float) -> None:
+    process_metrics().tls_certificate_expiry.labels(listener).set(not_after)

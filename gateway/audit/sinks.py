@@ -19,6 +19,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+from gateway.tls.messaging import RabbitTLS, messaging_conf
+
 FSYNC_POLICIES = ("never", "interval", "every-record")
 FILE_SUFFIX = ".jsonl"
 
@@ -268,16 +270,18 @@ class MessagingSink:
         *,
         driver: str = "messagingv2",
         exchange: str | None = None,
+        config_files: Sequence[str] = (),
+        config_dirs: Sequence[str] = (),
     ) -> None:
         with warnings.catch_warnings():
             # oslo.messaging imports eventlet (deprecated) through oslo.service; it is
             # never used here: sends happen in a plain thread.
             warnings.simplefilter("ignore")
             import oslo_messaging  # type: ignore[import-untyped]
-            from oslo_config import cfg
         self._messaging = oslo_messaging
-        conf = cfg.ConfigOpts()  # private: oslo.messaging registers its options here
-        conf([], project="nova-gateway-audit", default_config_files=[], default_config_dirs=[])
+        # The gateway's own files: [oslo_messaging_rabbit] (TLS above all) as in nova.conf.
+        conf = messaging_conf(config_files, config_dirs)
+        RabbitTLS.of(conf, transport_url).check("the audit trail's messaging sink")
         self._transport = oslo_messaging.get_notification_transport(conf, url=transport_url)
         self._topics = list(topics)
         self._exchange = exchange or None  # None: the transport's control exchange

@@ -447,6 +447,8 @@ def build_audit_trail(
                 f"nova-gateway.{instance.host}",
                 driver=group.messaging_driver,
                 exchange=group.messaging_exchange,
+                config_files=conf.config_file or (),
+                config_dirs=conf.config_dir or (),
             )
             record_format = group.messaging_format
             tick = min(1.0, group.witness_interval)

@@ -16,8 +16,10 @@ from gateway.identity.keystone import KeystoneAuthenticator
 from gateway.identity.noauth import NoAuthAuthenticator, parse_token
 from gateway.identity.signed_jwt import ClaimNames, JwtAuthenticator, check_algorithms
 from gateway.nova.faults import Fault
+from gateway.tls.contexts import ClientFiles, context_for_url
 
 log = structlog.get_logger(__name__)
+
 
 async def build_authenticator(
     conf: cfg.ConfigOpts, session: aiohttp.ClientSession | None = None
@@ -85,6 +87,11 @@ def _keystone(
         cache_time=group.token_cache_time,
         invalid_cache_time=group.invalid_token_cache_time,
         cache_size=group.token_cache_size,
+        tls=context_for_url(
+            group.keystone_url,
+            ClientFiles(group.keystone_ca_file, group.keystone_cert_file, group.keystone_key_file),
+            "[identity] keystone_ca_file, keystone_cert_file, keystone_key_file",
+        ),
     )
 
 

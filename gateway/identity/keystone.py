@@ -11,6 +11,7 @@ import enum
 import functools
 import hashlib
 import json
+import ssl
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
@@ -30,6 +31,7 @@ from gateway.identity.refusals import (
     well_formed,
 )
 from gateway.nova.faults import Fault
+from gateway.tls.contexts import verification_failure
 
 log = structlog.get_logger(__name__)
 
@@ -165,10 +167,14 @@ class KeystoneAuthenticator:
         cache_time: float = 300.0,
         invalid_cache_time: float = 30.0,
         cache_size: int = 10000,
+        tls: ssl.SSLContext | None = None,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
     ) -> None:
         self._session = session
+        # Keystone's own CA and client certificate, per request: the session is the
+        # upstream's, whose connector verifies nova-api. True: the system's trust store.
+        self._ssl: ssl.SSLContext | bool = tls if tls is not None else True
         self._url = keystone_url.rstrip("/")
         # keystonemiddleware names its www_authenticate_uri as configured, path and all.
         self.www_authenticate = f'Keystone uri="{www_authenticate_uri or keystone_url}"'
@@ -329,15 +335,23 @@ class KeystoneAuthenticator:
                 params={"nocatalog": ""},
                 headers={"X-Auth-Token": service_token, "X-Subject-Token": token},
                 timeout=self._timeout,
+                ssl=self._ssl,
                 allow_redirects=False,  # never carry tokens to wherever a redirect points
             ) as response:
                 if response.status != 200:
                     return response.status, None
                 return 200, json.loads(await response.read())
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            # Only the type: aiohttp's exceptions carry request_info, i.e. the headers.
-            log.warning("keystone_unreachable", error=type(exc).__name__, call="validate")
+            self._unreachable(exc, "validate")
             return 0, None
+
+    def _unreachable(self, exc: BaseException, call: str) -> None:
+        # Only the type (and OpenSSL's reason for a failed handshake): aiohttp's
+        # exceptions carry request_info, i.e. the headers.
+        tls = verification_failure(exc)
+        if tls is not None:
+            log.error("tls_handshake_failed", peer=self._url, error=tls, call=call)
+        log.warning("keystone_unreachable", error=type(exc).__name__, call=call)
 
     async def _service_token(self) -> _ServiceToken | None:
         current = self._service
@@ -362,6 +376,7 @@ class KeystoneAuthenticator:
                 params={"nocatalog": ""},
                 json=self._auth_body,
                 timeout=self._timeout,
+                ssl=self._ssl,
                 allow_redirects=False,
             ) as response:
                 if response.status != 201:
@@ -378,7 +393,7 @@ class KeystoneAuthenticator:
                 ),
             )
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
-            log.warning("keystone_unreachable", error=type(exc).__name__, call="service_auth")
+            self._unreachable(exc, "service_auth")
             return None
         if not token:
             log.error("keystone_service_auth_failed", status=201, detail="no X-Subject-Token")

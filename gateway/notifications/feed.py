@@ -99,6 +99,8 @@ class FeedSettings:
     topics: Sequence[str]
     queue_prefix: str
     heartbeat_interval: float
+    # kombu's ``ssl`` argument, from [oslo_messaging_rabbit] (gateway.tls.messaging).
+    ssl: dict[str, Any] | bool = False
 
 
 @dataclass
@@ -211,6 +213,7 @@ class NotificationFeed:
             ";".join(self._urls),
             heartbeat=AMQP_HEARTBEAT_SECONDS,
             connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            ssl=settings.ssl,
         ) as connection:
             connection.ensure_connection(max_retries=1)
             exchange, channel = self._exchange(connection)

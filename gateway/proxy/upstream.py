@@ -7,17 +7,22 @@ catalogue, nor change what was decided (it sends exactly what it is given).
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import aiohttp
+import structlog
 import yarl
 from aiohttp import web
 from multidict import CIMultiDict
 
 from gateway.nova.faults import Fault
 from gateway.proxy.headers import RESPONSE_SKIP, end_to_end
+from gateway.tls.contexts import verification_failure
+
+log = structlog.get_logger(__name__)
 
 STREAM_CHUNK = 64 * 1024
 # Only small JSON answers are ever held whole to be rewritten; anything larger streams.
@@ -37,6 +42,9 @@ class UpstreamSettings:
     pool_size: int
     pool_wait: float
     pool_retry_after: int
+    # Verifies an https upstream (the deployment's CA, a client certificate); None: the
+    # system's trust store. Verification is never off.
+    tls: ssl.SSLContext | None = None
 
 
 @dataclass
@@ -45,7 +53,7 @@ class Exchange:
 
     status: int | None = None
     seconds: float = 0.0
-    error: str | None = None  # refused | reset | timeout | pool_exhausted | broken_stream
+    error: str | None = None  # refused | tls | reset | timeout | pool_exhausted | broken_stream
     request_id: str | None = None  # Nova's own x-openstack-request-id, for correlation
 
 
@@ -63,7 +71,10 @@ class Upstream:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self.settings.pool_size, limit_per_host=0, enable_cleanup_closed=True
+                limit=self.settings.pool_size,
+                limit_per_host=0,
+                enable_cleanup_closed=True,
+                ssl=self.settings.tls if self.settings.tls is not None else True,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -145,6 +156,16 @@ class Upstream:
         except (TimeoutError, aiohttp.ServerTimeoutError):
             exchange.error = "timeout"
             raise _upstream_timeout() from None
+        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
+            exchange.error = "tls"
+            log.error(
+                "tls_handshake_failed",
+                peer=self.settings.base_url,
+                error=verification_failure(exc) or type(exc).__name__,
+            )
+            raise Fault(
+                502, "The compute API's identity could not be verified.", reason="upstream_tls"
+            ) from None
         except aiohttp.ClientConnectorError:
             exchange.error = "refused"
             raise Fault(502, "The compute API is unreachable.", reason="upstream_refused") from None

@@ -16,6 +16,7 @@ import structlog
 
 from gateway.nova.catalogue import MAX_VERSION, MIN_VERSION
 from gateway.nova.types import Version
+from gateway.tls.contexts import verification_failure
 
 log = structlog.get_logger(__name__)
 
@@ -64,6 +65,9 @@ class UpstreamVersions:
                 Version.parse(version["min_version"]), Version.parse(version["version"])
             )
         except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+            tls = verification_failure(exc)
+            if tls is not None:
+                log.error("tls_handshake_failed", peer=self._url, error=tls)
             log.warning("upstream_version_document", error=repr(exc))
             return False
         self._range = VersionRange(

@@ -55,6 +55,7 @@ from gateway.ratelimit.view import (
     limits_entries,
     rate_headers,
 )
+from gateway.tls.contexts import ClientFiles, redis_tls_options, verification_failure
 
 __all__ = [
     "CircuitBreaker",
@@ -146,6 +147,7 @@ class RateLimiter:
         timeout: float = 0.1,
         fail_closed: bool = False,
         breaker_cooldown: float = 5.0,
+        tls: ClientFiles | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.rules = rules
@@ -154,7 +156,7 @@ class RateLimiter:
         self._fail_closed = fail_closed
         self._clock = clock
         self.breaker = CircuitBreaker(breaker_cooldown)
-        self.storage = _storage(storage_url, key_prefix, timeout)
+        self.storage = _storage(storage_url, key_prefix, timeout, tls or ClientFiles())
         self.shared = not isinstance(self.storage, MemoryStorage)
         self._strategy: Strategy = STRATEGIES[strategy](self.storage)
         self._errors: tuple[type[BaseException], ...] = (
@@ -180,6 +182,9 @@ class RateLimiter:
                 timeout=group.storage_timeout,
                 fail_closed=group.storage_failure == "closed",
                 breaker_cooldown=group.breaker_cooldown,
+                tls=ClientFiles(
+                    group.storage_ca_file, group.storage_cert_file, group.storage_key_file
+                ),
             )
         except (RuleError, ConfigurationError) as exc:
             raise ConfigError(f"[rate_limit] {exc}") from exc
@@ -204,7 +209,7 @@ class RateLimiter:
         except self._errors as exc:
             self.breaker.failed()
             self.storage_errors += 1
-            log.warning("rate_limit_storage_unreachable_at_start", error=repr(exc))
+            log.warning("rate_limit_storage_unreachable_at_start", **_failure(exc))
 
     async def close(self) -> None:
         # limits offers no close(); its redis-py clients hold the connection pools (with
@@ -258,7 +263,7 @@ class RateLimiter:
             self.storage_errors += 1
             log.warning(
                 "rate_limit_storage_failed",
-                error=repr(exc),
+                **_failure(exc),
                 choice="closed" if self._fail_closed else "open",
             )
             self._storage_down(call)
@@ -380,6 +385,16 @@ def _identifiers(rule: Rule, credentials: Credentials) -> tuple[str, ...]:
     return (name, project)
 
 
+def _failure(exc: BaseException) -> dict[str, str]:
+    """What a storage failure is, for the log; with OpenSSL's reason for a failed
+    handshake, which limits' wrapper and redis-py's error text do not show."""
+    fields = {"error": repr(exc)}
+    tls = verification_failure(exc.storage_error if isinstance(exc, StorageError) else exc)
+    if tls is not None:
+        fields["tls"] = tls
+    return fields
+
+
 def _cluster_errors(storage: Storage) -> tuple[type[BaseException], ...]:
     """redis-py's cluster errors outside RedisError (no reachable node, a slot without a
     node), which limits does not wrap: without them an outage would be a 500."""
@@ -403,22 +418,43 @@ REDIS_URL_SCHEMES = {
     "async+rediss": "one Redis over TLS",
     "async+redis+sentinel": "Redis with Sentinel "
     "(async+redis+sentinel://[:PASSWORD@]HOST:PORT,HOST:PORT,.../SERVICE)",
+    "async+rediss+sentinel": "Redis with Sentinel, sentinels and Redis over TLS",
     "async+redis+cluster": "Redis Cluster (async+redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,...)",
+    "async+rediss+cluster": "Redis Cluster over TLS",
 }
+# TLS spellings `limits` has no scheme for: its plain scheme with redis-py's ssl=True.
+TLS_SCHEMES = {
+    "async+rediss": "async+rediss",
+    "async+rediss+sentinel": "async+redis+sentinel",
+    "async+rediss+cluster": "async+redis+cluster",
+}
+_TLS_FILE_OPTIONS = "storage_ca_file, storage_cert_file, storage_key_file"
 
 
-def _storage(url: str, key_prefix: str, timeout: float) -> Storage:
+def _storage(url: str, key_prefix: str, timeout: float, tls: ClientFiles) -> Storage:
     """The async storage the URL names; Redis with short timeouts and no retries."""
     scheme = url.partition("://")[0]
+    if (tls.ca_file or tls.cert_file or tls.key_file) and scheme not in TLS_SCHEMES:
+        # A CA file beside a plain URL: the operator believes the counters travel
+        # encrypted. They would not; refuse rather than guess.
+        raise ConfigurationError(
+            f"{_TLS_FILE_OPTIONS}: set, but storage_url {_without_password(url)!r} is not "
+            f"TLS: use {', '.join(f'{tls_scheme}://' for tls_scheme in TLS_SCHEMES)}"
+        )
     if url in MEMORY_URLS:
         storage = storage_from_string("async+memory://")
     elif scheme in REDIS_URL_SCHEMES:
-        if scheme == "async+redis+sentinel" and not urlsplit(url).path.strip("/"):
+        if scheme.endswith("+sentinel") and not urlsplit(url).path.strip("/"):
+            plain = scheme.replace("rediss", "redis")
             raise ConfigurationError(
                 f"storage_url {_without_password(url)!r} names no Sentinel service: "
-                f"write {REDIS_URL_SCHEMES[scheme].partition('(')[2].rstrip(')')}"
+                f"write {REDIS_URL_SCHEMES[plain].partition('(')[2].rstrip(')')}"
             )
-        storage = storage_from_string(url, **_redis_options(scheme, key_prefix, timeout))
+        options = _redis_options(scheme, key_prefix, timeout)
+        if scheme in TLS_SCHEMES:
+            _add_tls(options, scheme, tls)
+            url = TLS_SCHEMES[scheme] + url[len(scheme) :]
+        storage = storage_from_string(url, **options)
     else:
         raise ConfigurationError(
             f"storage_url {_without_password(url)!r}: use memory://, or "
@@ -446,7 +482,7 @@ def _redis_options(scheme: str, key_prefix: str, timeout: float) -> dict[str, An
         "retry": no_retries(),
         **timeouts,
     }
-    if scheme == "async+redis+sentinel":
+    if scheme.endswith("+sentinel"):
         # Read the counters where they are written: a replica lags, and a read decides
         # refusals. Asking the sentinels for the primary must be as short as a command
         # (limits hands redis-py sentinel options of its own, so the timeouts are not
@@ -454,6 +490,18 @@ def _redis_options(scheme: str, key_prefix: str, timeout: float) -> dict[str, An
         options["use_replicas"] = False
         options["sentinel_kwargs"] = {**timeouts, "retry": no_retries()}
     return options
+
+
+def _add_tls(options: dict[str, Any], scheme: str, files: ClientFiles) -> None:
+    """redis-py's TLS arguments: the peer's chain and name always verified (against
+    storage_ca_file, else the system's CAs), for sentinels as for Redis itself."""
+    tls = redis_tls_options(files, "[rate_limit] " + _TLS_FILE_OPTIONS)
+    options.update(tls)
+    if scheme != "async+rediss":  # there the URL's scheme makes redis-py use TLS
+        options["ssl"] = True
+    if scheme.endswith("+sentinel"):
+        # The sentinels are asked over TLS too, with the same CA and certificate.
+        options["sentinel_kwargs"] = {**options["sentinel_kwargs"], "ssl": True, **tls}
 
 
 def _without_password(url: str) -> str:

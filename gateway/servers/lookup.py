@@ -11,10 +11,14 @@ import time
 from collections.abc import Awaitable, Callable
 
 import aiohttp
+import structlog
 
 from gateway.nova.faults import Fault
 from gateway.nova.types import Version
 from gateway.servers.facts import ServerFacts
+from gateway.tls.contexts import verification_failure
+
+log = structlog.get_logger(__name__)
 
 __all__ = ["LOOKUP_VERSION", "NOT_SERVER_IDS", "ServerFacts", "ServerReader", "TokenSource"]
 
@@ -89,6 +93,9 @@ class ServerReader:
                 document = await response.json(content_type=None)
             return ServerFacts.from_view(document["server"])
         except (TimeoutError, aiohttp.ClientError) as exc:
+            tls = verification_failure(exc)
+            if tls is not None:
+                log.error("tls_handshake_failed", peer=self._api_url, error=tls)
             raise _lookup_failed(type(exc).__name__) from None
         except (KeyError, TypeError, ValueError, AttributeError):
             raise _lookup_failed("not a server document") from None

@@ -35,6 +35,8 @@ from gateway.proxy.versions import UpstreamVersions
 from gateway.ratelimit.limiter import RateLimiter
 from gateway.servers.lookup import ServerReader
 from gateway.servers.store import FactsStore, StoreSettings
+from gateway.tls.contexts import ClientFiles, context_for_url
+from gateway.tls.messaging import RabbitTLS, messaging_conf
 from gateway.web.access_log import CALL
 
 log = structlog.get_logger(__name__)
@@ -62,6 +64,11 @@ async def build_gate(conf: cfg.ConfigOpts, upstream_url: str) -> Gate:
         pool_size=conf.upstream.pool_size,
         pool_wait=conf.upstream.pool_wait,
         pool_retry_after=conf.upstream.pool_retry_after,
+        tls=context_for_url(
+            root,
+            ClientFiles(conf.upstream.ca_file, conf.upstream.cert_file, conf.upstream.key_file),
+            "[upstream] ca_file, cert_file, key_file",
+        ),
     )
     versions = UpstreamVersions(
         root + API_SUFFIX + "/",
@@ -119,6 +126,11 @@ def build_feed(conf: cfg.ConfigOpts) -> NotificationFeed | None:
     facts = conf.server_facts
     if not facts.notifications_url:
         return None
+    # [oslo_messaging_rabbit] from the gateway's own files, as for the audit sink.
+    tls = RabbitTLS.of(
+        messaging_conf(conf.config_file or (), conf.config_dir or ()), facts.notifications_url
+    )
+    tls.check("the server-facts feed")
     try:
         return NotificationFeed(
             FeedSettings(
@@ -127,6 +139,7 @@ def build_feed(conf: cfg.ConfigOpts) -> NotificationFeed | None:
                 topics=tuple(facts.topics),
                 queue_prefix=facts.queue_prefix,
                 heartbeat_interval=facts.heartbeat_interval,
+                ssl=tls.kombu_ssl(),
             )
         )
     except FeedConfigError as exc:

@@ -10,10 +10,12 @@ import contextlib
 import os
 import select
 import signal
+import ssl
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -25,6 +27,8 @@ from gateway.audit.chain import KeyFileError
 from gateway.config import ConfigError, worker_count
 from gateway.pipeline import Gate
 from gateway.policy.engine import PolicyLoadError
+from gateway.tls.contexts import ServerFiles
+from gateway.tls.listener import ListenerSettings, ListenerTLS
 from gateway.web import access_log
 from gateway.web.app import (
     admin_app,
@@ -46,6 +50,34 @@ def _host_port(text: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def listener_tls(conf: cfg.ConfigOpts) -> dict[str, ListenerSettings]:
+    """The TLS settings of each listener that has a certificate ("api", "admin")."""
+    group = conf.gateway
+    chosen: dict[str, ListenerSettings] = {}
+    for name, prefix, client_ca in (
+        ("api", "tls", None),
+        ("admin", "admin_tls", group.admin_tls_client_ca_file),
+    ):
+        cert_file = getattr(group, f"{prefix}_cert_file")
+        if cert_file:
+            chosen[name] = ListenerSettings(
+                name,
+                f"[gateway] {prefix}_*",
+                ServerFiles(cert_file, getattr(group, f"{prefix}_key_file"), client_ca),
+                group.tls_minimum_version,
+                group.tls_ciphers,
+            )
+    return chosen
+
+
+def listener_urls(conf: cfg.ConfigOpts) -> tuple[str, str]:
+    """Where the API (its /v2.1) and the admin listener answer, as configured."""
+    tls = listener_tls(conf)
+    api = "https" if "api" in tls else "http"
+    admin = "https" if "admin" in tls else "http"
+    return f"{api}://{conf.gateway.listen}/v2.1", f"{admin}://{conf.gateway.admin_listen}"
+
+
 @dataclass
 class Listeners:
     """The API and admin listeners of one worker, with the addresses they bound."""
@@ -54,6 +86,18 @@ class Listeners:
     api: web.ServerRunner
     admin: web.AppRunner
     request_lines: logs.RequestLines | None = None
+    tls: dict[str, ListenerTLS] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    def run(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` in the background until it ends or the listeners close."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reload_tls(self, why: str) -> None:
+        for tls in self.tls.values():
+            self.run(tls.reload(why))
 
     @property
     def api_address(self) -> tuple[str, int]:
@@ -66,6 +110,9 @@ class Listeners:
         return str(host), int(port)
 
     async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         # ServerRunner.cleanup stops listening first, then waits for in-flight requests.
         await self.api.cleanup()
         if self.request_lines is not None:
@@ -86,6 +133,12 @@ class Listeners:
 
 async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
     """Build the gate, read the upstream's versions once, and start listening."""
+    # Certificates first: a listener that cannot serve TLS refuses to start before
+    # anything else is built.
+    tls = {
+        name: await ListenerTLS.load(settings, _certificate_metric)
+        for name, settings in listener_tls(conf).items()
+    }
     gate = await build_gate(conf, upstream_url)
     await gate.versions.refresh(gate.upstream.session)
     gate.versions.start(gate.upstream.session)
@@ -122,10 +175,27 @@ async def open_listeners(conf: cfg.ConfigOpts, upstream_url: str) -> Listeners:
     await api.setup()
     await admin.setup()
     host, port = _host_port(conf.gateway.listen)
-    await web.TCPSite(api, host, port, reuse_port=True, backlog=1024).start()
+    await web.TCPSite(
+        api, host, port, reuse_port=True, backlog=1024, ssl_context=_context(tls, "api")
+    ).start()
     admin_host, admin_port = _host_port(conf.gateway.admin_listen)
-    await web.TCPSite(admin, admin_host, admin_port, reuse_port=True).start()
-    return Listeners(gate, api, admin, request_lines)
+    await web.TCPSite(
+        admin, admin_host, admin_port, reuse_port=True, ssl_context=_context(tls, "admin")
+    ).start()
+    listeners = Listeners(gate, api, admin, request_lines, tls)
+    if conf.gateway.tls_reload_interval > 0:
+        for listener in tls.values():
+            listeners.run(listener.watch(conf.gateway.tls_reload_interval))
+    return listeners
+
+
+def _certificate_metric(listener: ListenerTLS) -> None:
+    metrics.tls_certificate_loaded(listener.settings.name, listener.served.not_after.timestamp())
+
+
+def _context(tls: dict[str, ListenerTLS], name: str) -> ssl.SSLContext | None:
+    listener = tls.get(name)
+    return listener.context if listener is not None else None
 
 
 async def serve(
@@ -137,12 +207,13 @@ async def serve(
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, lambda: reload(conf, listeners.gate))
+    loop.add_signal_handler(signal.SIGHUP, lambda: reload(conf, listeners))
+    api_url, admin_url = listener_urls(conf)
     log.info(
         "worker_ready",
         pid=os.getpid(),
-        listen=conf.gateway.listen,
-        admin=conf.gateway.admin_listen,
+        listen=api_url,
+        admin=admin_url,
         upstream=upstream_url,
     )
     if on_ready is not None:
@@ -153,14 +224,16 @@ async def serve(
     log.info("worker_stopped", pid=os.getpid())
 
 
-def reload(conf: cfg.ConfigOpts, gate: Gate) -> None:
-    """SIGHUP: re-read the configuration files; a bad file keeps the running values."""
+def reload(conf: cfg.ConfigOpts, listeners: Listeners) -> None:
+    """SIGHUP: re-read the configuration files (a bad file keeps the running values) and
+    the listeners' certificates (a set that does not load keeps the running one)."""
+    listeners.reload_tls("SIGHUP")
     try:
         conf.mutate_config_files()
     except Exception as exc:
         log.error("config_reload_failed", error=repr(exc))
         return
-    apply_reloadable(gate, conf)
+    apply_reloadable(listeners.gate, conf)
     log.info("config_reloaded", pid=os.getpid())
 
 

@@ -17,47 +17,16 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 from tests.conftest import skip_or_fail
+from tests.support.doc_blocks import matches, steps
 from tests.support.processes import free_port, repo_root, shared_dir
 
 DOC = repo_root() / "docs" / "operations.md"
 START, END = "<!-- walkthrough:start -->", "<!-- walkthrough:end -->"
-BLOCK = re.compile(r"```(sh|text)\n(.*?)```", re.DOTALL)
 DEFAULT = re.compile(r'"\$\{(\w+):=([^}]*)\}"')
 BLOCK_TIMEOUT = 180.0  # a cold realnova start included
-
-
-@dataclass
-class Step:
-    commands: str
-    expected: str | None
-
-
-def steps(text: str) -> list[Step]:
-    section = text.split(START, 1)[1].split(END, 1)[0]
-    found: list[Step] = []
-    for match in BLOCK.finditer(section):
-        kind, body = match.groups()
-        if kind == "sh":
-            found.append(Step(body, None))
-        else:
-            assert found and found[-1].expected is None, "a text block follows its sh block"
-            found[-1].expected = body
-    return found
-
-
-def matches(expected: str, actual: str) -> bool:
-    wanted, seen = expected.rstrip("\n").splitlines(), actual.rstrip("\n").splitlines()
-    if len(wanted) != len(seen):
-        return False
-    for pattern, line in zip(wanted, seen, strict=True):
-        regex = ".*".join(re.escape(part) for part in pattern.split("..."))
-        if not re.fullmatch(regex, line):
-            return False
-    return True
 
 
 def port_free(port: int) -> bool:
@@ -112,7 +81,7 @@ def test_the_operations_walkthrough_runs_as_written(tmp_path: Path) -> None:
         "NOVA_GATEWAY_SHARED": str(shared_dir()),
     }
     with stopping_leftovers(tmp_path):
-        for number, step in enumerate(steps(text), 1):
+        for number, step in enumerate(steps(text, START, END), 1):
             script = (
                 "set -euo pipefail\nset -a\n"
                 f"if [ -f {state} ]; then . {state}; fi\n"

@@ -244,6 +244,38 @@ def test_selectors_and_the_autoscaler_agree_with_the_deployment(
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
 
 
+def with_tls_lines(text: str) -> str:
+    """A configuration with its commented TLS examples (``# tls_... =``, ``# ..._ca_file
+    =``) in force, as an operator turning TLS on would have it."""
+    return re.sub(r"^# ((?:\w*tls_\w+|\w*ca_file) = .*)$", r"\1", text, flags=re.MULTILINE)
+
+
+def test_the_tls_secret_is_optional_and_where_the_tls_examples_point(
+    rendered: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    pod = one(rendered, "Deployment", "nova-gateway")["spec"]["template"]["spec"]
+    container = gateway_container(rendered)
+    volume = next(v for v in pod["volumes"] if v["name"] == "tls")["secret"]
+    # Optional: the base applies without it; a renewal reaches a directory mount only.
+    assert volume == {"secretName": "nova-gateway-tls", "optional": True, "defaultMode": 0o440}
+    (mount,) = [m for m in container["volumeMounts"] if m["name"] == "tls"]
+    assert mount["readOnly"] is True and "subPath" not in mount
+    configmap = one(rendered, "ConfigMap", "nova-gateway-config")["data"]["nova-gateway.conf"]
+    environ = environment(container, {"keystone-password": "pw", "redis-password": "ab"})
+    conf = load_conf({"nova-gateway.conf": with_tls_lines(configmap)}, tmp_path, environ)
+    # The keys cert-manager (and kubectl create secret tls) write into such a Secret.
+    names = {
+        conf.gateway.tls_cert_file,
+        conf.gateway.tls_key_file,
+        conf.upstream.ca_file,
+        conf.identity.keystone_ca_file,
+        conf.rate_limit.storage_ca_file,
+    }
+    assert {str(Path(mount["mountPath"]) / key) for key in ("tls.crt", "tls.key", "ca.crt")} == (
+        names
+    )
+
+
 # -- the image's and the systemd unit's configurations ---------------------------------
 
 
@@ -274,6 +306,24 @@ def test_the_systemd_configuration_matches_its_unit(tmp_path: Path) -> None:
     assert service["Environment"] == "TMPDIR=/run/" + service["RuntimeDirectory"]
     assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
     assert service["RestartPreventExitStatus"] == "2"  # a refused configuration
+
+
+def test_the_systemd_tls_drop_in_hands_over_the_key_the_configuration_names(
+    tmp_path: Path,
+) -> None:
+    drop_in = configparser.ConfigParser(strict=False, interpolation=None)
+    drop_in.optionxform = str  # type: ignore[assignment,method-assign]
+    drop_in.read(REPO / "deploy" / "systemd" / "nova-gateway.service.d" / "tls.conf")
+    credential, _, source = drop_in["Service"]["LoadCredential"].partition(":")
+    text = with_tls_lines((REPO / "deploy" / "systemd" / "nova-gateway.conf").read_text())
+    conf_file = tmp_path / "nova-gateway.conf"
+    conf_file.write_text(text)
+    conf = config.load(["--config-file", str(conf_file)])
+    assert conf.gateway.tls_key_file == f"/run/credentials/nova-gateway.service/{credential}"
+    tls_dir = Path(source).parent
+    assert tls_dir == Path("/etc/nova-gateway/tls")
+    assert Path(conf.gateway.tls_cert_file).parent == tls_dir
+    assert Path(conf.upstream.ca_file).parent == tls_dir
 
 
 # -- a policy ConfigMap, updated as kubelet updates it ---------------------------------
