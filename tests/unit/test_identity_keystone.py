@@ -19,7 +19,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from gateway.identity.keystone import KeystoneAuthenticator, TtlLru, token_key
+from gateway.identity.cache import token_key
+from gateway.identity.keystone import KeystoneAuthenticator
 from gateway.nova.faults import Fault, Shape
 
 SERVICE_PASSWORD = "service-secret"
@@ -404,16 +405,3 @@ async def test_raw_tokens_are_never_cache_keys_nor_logged(lab: Lab) -> None:
     assert all(isinstance(key, bytes) and len(key) == 32 for key in keys)
     text = repr(logs) + repr(fault) + str(fault) + repr(authenticator)
     assert "gAAAA" not in text and SERVICE_PASSWORD not in text
-
-
-def test_ttl_lru_unit() -> None:
-    now = [0.0]
-    cache: TtlLru[str] = TtlLru(2, lambda: now[0])
-    cache.put(b"a", "A", 10)
-    cache.put(b"zero", "Z", 0)  # ttl 0: not stored
-    assert cache.get(b"zero") is None
-    now[0] = 9.99
-    assert cache.get(b"a") == "A"
-    now[0] = 10.0
-    assert cache.get(b"a") is None
-    assert len(cache) == 0

@@ -1,0 +1,55 @@
+"""Validated identities kept for a while: a size-bounded LRU map with a deadline per entry.
+
+Owns the cache both token-checking modes share and its key (a token's hash); it must
+never hold a usable token, nor hand out an entry past its deadline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+import cachetools
+
+V = TypeVar("V")
+Clock = Callable[[], float]
+
+
+def token_key(token: str) -> bytes:
+    """The cache key of a token: its SHA-256, so no cache ever holds a usable token."""
+    return hashlib.sha256(token.encode("ascii")).digest()
+
+
+def _deadline(_key: bytes, entry: tuple[float, object], _now: float) -> float:
+    return entry[0]
+
+
+class ExpiringCache(Generic[V]):
+    """At most ``size`` entries, least recently used evicted first; each entry expires at
+    its own deadline on ``clock`` (cachetools' TLRUCache: a token's lifetime is its own)."""
+
+    def __init__(self, size: int, clock: Clock) -> None:
+        self._clock = clock
+        self._entries: cachetools.TLRUCache[bytes, tuple[float, V]] = cachetools.TLRUCache(
+            maxsize=size, ttu=_deadline, timer=clock
+        )
+
+    def get(self, key: bytes) -> V | None:
+        entry = self._entries.get(key)
+        return None if entry is None else entry[1]
+
+    def put(self, key: bytes, value: V, ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds at most; a ttl of zero or less keeps nothing."""
+        if ttl > 0:
+            self._entries[key] = (self._clock() + ttl, value)
+
+    def discard(self, key: bytes) -> None:
+        self._entries.pop(key, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        self._entries.expire()
+        return len(self._entries)
