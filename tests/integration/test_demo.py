@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.support.processes import ServerProcess, free_port, repo_root, start_server
 
 EXPECTED = re.compile(r"\((\d{3})\)\s*$")
@@ -45,7 +46,7 @@ def steps(lines: list[str]) -> list[tuple[int, str]]:
 @pytest.fixture
 def demo(tmp_path: Path) -> ServerProcess:
     if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
+        skip_or_fail("curl is not installed: the demo's printed lines cannot be run")
     argv = [
         sys.executable,
         "-m",
