@@ -40,10 +40,11 @@ class NovasimLab:
 
     def reads_of(self, server_id: str) -> int:
         """``GET /servers/<id>`` requests that reached the simulator."""
+        path = f"/servers/{server_id}"
         return sum(
             1
             for record in self.recorder.records()
-            if record.method == "GET" and record.path.split("?")[0].endswith(f"/servers/{server_id}")
+            if record.method == "GET" and record.path.split("?")[0].endswith(path)
         )
 
 
