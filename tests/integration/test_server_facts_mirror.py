@@ -23,11 +23,11 @@ from tests.support.facts_lab import (
     facts_lab,
     mirror_options,
     post_action,
-    wait_until,
 )
 from tests.support.gateway import admin_url, running_gateway
 from tests.support.processes import LOOPBACK, free_port, repo_root, start_server
 from tests.support.rabbit import queues_named, require_rabbit, unique
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 

@@ -34,10 +34,10 @@ from tests.support.audit import (
     requests_by_global_id,
     send,
     simulator,
-    wait_until,
     write_key,
 )
 from tests.support.gateway import admin_url, base_url, gateway_conf, running_gateway
+from tests.support.waiting import wait_until
 
 
 def break_directory(directory: Path, saved: Path) -> None:
