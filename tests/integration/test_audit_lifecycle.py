@@ -14,6 +14,7 @@ import aiohttp
 from tests.integration.upstream import HOLD, FakeUpstream
 from tests.support.audit import read_records, write_key
 from tests.support.processes import free_port, start_server
+from tests.support.waiting import wait_until
 
 IN_FLIGHT = 4
 
@@ -45,7 +46,11 @@ async def test_sigterm_flushes_every_record_and_closes_each_worker_chain(
             held = [asyncio.create_task(session.get(f"{api}{HOLD}")) for _ in range(IN_FLIGHT)]
             await upstream.wait_for(before + IN_FLIGHT)
             process._popen.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)  # the workers are draining
+            await wait_until(
+                lambda: process.log_path.read_text().count("worker_draining") == 2,
+                timeout=20,
+                what="both workers draining",
+            )
             upstream.release.set()
             answers = await asyncio.gather(*held)
             assert [answer.status for answer in answers] == [200] * IN_FLIGHT

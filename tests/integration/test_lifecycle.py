@@ -6,7 +6,6 @@ import asyncio
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import aiohttp
 
 from tests.integration.upstream import HOLD, FakeUpstream
 from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.waiting import wait_for_value, wait_until
 
 IN_FLIGHT = 5
 
@@ -42,10 +42,7 @@ async def start_gateway_process(
 
 
 async def wait_for_log(process: ServerProcess, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in process.log_path.read_text():
-        assert time.monotonic() < deadline, f"{text!r} never logged:\n{process.log_tail()}"
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: text in process.log_path.read_text(), timeout, f"{text!r} logged")
 
 
 async def connection_refused(url: str) -> bool:
@@ -70,10 +67,11 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
         await upstream.wait_for(before + IN_FLIGHT)
         process._popen.send_signal(signal.SIGTERM)
         await wait_for_log(process, "worker_draining")
-        deadline = time.monotonic() + 10
-        while not await connection_refused(f"{api}/v2.1/servers"):
-            assert time.monotonic() < deadline, "still accepting after SIGTERM"
-            await asyncio.sleep(0.02)
+        await wait_for_value(
+            lambda: connection_refused(f"{api}/v2.1/servers"),
+            bool,
+            what="connections refused after SIGTERM",
+        )
         upstream.release.set()
         responses = await asyncio.gather(*held)
         assert [response.status for response in responses] == [200] * IN_FLIGHT

@@ -20,6 +20,7 @@ from tests.integration.conftest import SimUpstream
 from tests.support.decision_point import DecisionPoint, decision_point
 from tests.support.gateway import admin_url, base_url
 from tests.support.processes import free_port
+from tests.support.waiting import wait_until
 from tests.unit.test_policy import write
 
 PAUSE = "os_compute_api:os-pause-server:pause"
@@ -165,7 +166,7 @@ async def test_remote_check_decides_off_the_loop(
     slow = asyncio.ensure_future(
         _post(api, server, {"unpause": None}, "alice:p1"),
     )
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: point.asked, what="the slow decision point to be asked")
     async with aiohttp.ClientSession() as session, session.get(f"{admin}/healthz") as response:
         assert response.status == 200
     assert time.monotonic() - started < 0.9  # before the decision point gave up

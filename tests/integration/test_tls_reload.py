@@ -10,7 +10,6 @@ import shutil
 import signal
 import ssl
 import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.integration.upstream import FakeUpstream
 from tests.support.processes import ServerProcess, free_port, start_server
 from tests.support.tls_lab import Authority, Issued
+from tests.support.waiting import wait_until
 
 
 def install(issued: Issued, directory: Path) -> None:
@@ -83,10 +83,9 @@ async def served_serial(port: int, authority: Authority) -> str:
 
 
 async def wait_for_lines(process: ServerProcess, text: str, count: int) -> None:
-    deadline = time.monotonic() + 15
-    while process.log_path.read_text().count(text) < count:
-        assert time.monotonic() < deadline, f"{count} x {text!r}:\n{process.log_tail()}"
-        await asyncio.sleep(0.02)
+    await wait_until(
+        lambda: process.log_path.read_text().count(text) >= count, 15, f"{count} x {text!r}"
+    )
 
 
 async def expiry_metric(admin_port: int) -> float:

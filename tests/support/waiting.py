@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 POLL_INTERVAL = 0.005
+T = TypeVar("T")
 
 
 async def wait_until(
@@ -37,3 +39,20 @@ def wait_until_blocking(
         )
         time.sleep(POLL_INTERVAL)
     return time.monotonic() - started
+
+
+async def wait_for_value(
+    fetch: Callable[[], Awaitable[T]],
+    accept: Callable[[T], bool],
+    timeout: float = 10.0,
+    what: str = "",
+) -> T:
+    """The first value ``fetch()`` gives that ``accept`` takes (an API polled until a
+    state settles); AssertionError, with the last value, past ``timeout``."""
+    started = time.monotonic()
+    while not accept(value := await fetch()):
+        assert time.monotonic() - started < timeout, (
+            f"timed out after {timeout} s waiting for {what}; last: {value!r}"
+        )
+        await asyncio.sleep(POLL_INTERVAL)
+    return value

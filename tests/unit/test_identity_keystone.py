@@ -22,6 +22,7 @@ from structlog.testing import capture_logs
 from gateway.identity.cache import token_key
 from gateway.identity.keystone import KeystoneAuthenticator
 from gateway.nova.faults import Fault, Shape
+from tests.support.waiting import wait_until
 
 SERVICE_PASSWORD = "service-secret"
 USER_TOKEN = "gAAAAAB-user-token-alice"
@@ -276,7 +277,7 @@ async def test_concurrent_validations_of_one_token_are_coalesced(lab: Lab) -> No
     await authenticator.service_token()  # so the gate holds only validations
     calls = [asyncio.ensure_future(authenticator.authenticate(auth())) for _ in range(50)]
     calls.append(asyncio.ensure_future(authenticator.authenticate(auth("other"))))
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: lab.keystone.validations == 2, what="both validations at the gate")
     calls[0].cancel()  # the first caller going away must not cancel the others' answer
     lab.keystone.gate.set()
     results = await asyncio.gather(*calls, return_exceptions=True)
@@ -290,7 +291,8 @@ async def test_coalesced_refusals_are_separate_faults(lab: Lab) -> None:
     authenticator = lab.make()
     await authenticator.service_token()
     calls = [asyncio.ensure_future(authenticator.authenticate(auth("bad"))) for _ in range(5)]
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: lab.keystone.validations == 1, what="the validation at the gate")
+    await wait_until(lambda: all(not call.done() for call in calls), what="every caller waiting")
     lab.keystone.gate.set()
     faults = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(f, Fault) and f.status == 401 for f in faults)
