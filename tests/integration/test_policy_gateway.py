@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +16,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import SimUpstream
 from tests.support.decision_point import DecisionPoint, decision_point
-from tests.support.gateway import admin_url, base_url
-from tests.support.processes import free_port
+from tests.support.gateway import admin_url, base_url, run_gateway, with_noauth
 from tests.support.waiting import wait_until
 from tests.unit.test_policy import write
 
@@ -93,42 +90,15 @@ async def test_deep_rule_reload_is_refused_and_counted(
 def test_deep_rule_at_start_exits_2_naming_the_rule(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     write(policies / "policy.yaml", DEEP)
-    config_file = tmp_path / "gateway.conf"
-    config_file.write_text(
-        f"[identity]\nmode = noauth\nallow_noauth = true\n[policy]\npolicy_dir = {policies}\n"
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config-file",
-            str(config_file),
-            "--upstream-url",
-            "http://127.0.0.1:9/v2.1",
-            "--listen",
-            f"127.0.0.1:{free_port()}",
-            "--admin-listen",
-            f"127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    sections = with_noauth({"policy": {"policy_dir": policies}})
+    result = run_gateway(tmp_path, sections, "--upstream-url", "http://127.0.0.1:9/v2.1")
     assert result.returncode == 2, result.stderr
     assert f"cannot start: policy.yaml: {PAUSE}: nests 'not' and parentheses" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_enforce_scope_false_exits_2(tmp_path: Path) -> None:
-    config_file = tmp_path / "gateway.conf"
-    config_file.write_text("[policy]\nenforce_scope = false\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--config-file", str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_gateway(tmp_path, {"policy": {"enforce_scope": "false"}})
     assert result.returncode == 2, result.stderr
     assert "invalid configuration: [policy] enforce_scope: false is not supported" in (
         result.stderr

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from tests.integration.conftest import SimUpstream
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.gateway import start_gateway_process_async, with_noauth
+from tests.support.processes import ServerProcess
 from tests.support.waiting import wait_until
 
 # A noauth token: its user and project are logged as fields, the token itself never.
@@ -20,20 +20,13 @@ TOKEN = "alice:p1:member,reader"
 
 
 async def start(upstream: str, tmp_path: Path, access_log: bool) -> tuple[ServerProcess, str]:
-    config = tmp_path / f"gateway-{access_log}.conf"
-    config.write_text(
-        f"[gateway]\naccess_log = {access_log}\n"
-        "[identity]\nmode = noauth\nallow_noauth = true\n"
-        "[server_lookup]\ncache_ttl = 0\n"
+    sections = with_noauth(
+        {"gateway": {"access_log": access_log}, "server_lookup": {"cache_ttl": 0}}
     )
-    admin = f"127.0.0.1:{free_port()}"
-    argv = [
-        sys.executable, "-m", "gateway", "--config-file", str(config),
-        "--upstream-url", upstream, "--workers", "1",
-        "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", admin,
-    ]  # fmt: skip
-    process = await asyncio.to_thread(start_server, f"gateway-{access_log}", argv, log_dir=tmp_path)
-    return process, f"http://{admin}"
+    lab = await start_gateway_process_async(
+        upstream, tmp_path, tmp_path, sections, name=f"gateway-{access_log}"
+    )
+    return lab.process, lab.admin_url
 
 
 async def exchange(url: str, token: str | None = None, body: Any = None) -> tuple[int, str]:
