@@ -5,29 +5,14 @@ Every refusal is asserted on the wire AND on what reached the upstream (nothing)
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.integration.conftest import SimUpstream
+from tests.support.api_client import post_action
 from tests.support.gateway import base_url
-
-
-async def post_action(
-    gateway: str, server_id: str, body: Any, token: str = "alice:p1", **headers: str
-) -> tuple[int, dict[str, Any]]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    sent = {"X-Auth-Token": token, "Content-Type": "application/json", **headers}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway}/v2.1/servers/{server_id}/action", data=data, headers=sent
-        ) as response,
-    ):
-        text = await response.text()
-        return response.status, (json.loads(text) if text else {})
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import SimUpstream
+from tests.support.api_client import action_status
 from tests.support.decision_point import DecisionPoint, decision_point
 from tests.support.gateway import admin_url, base_url, run_gateway, with_noauth
 from tests.support.waiting import wait_until
@@ -25,16 +25,7 @@ DEEP = f'"{PAUSE}": "{"not " * 9_999}role:member"\n'
 
 
 async def post_pause(gateway: str, server_id: str, token: str) -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway}/v2.1/servers/{server_id}/action",
-            data=json.dumps({"pause": None}),
-            headers={"X-Auth-Token": token, "Content-Type": "application/json"},
-        ) as response,
-    ):
-        await response.read()
-        return response.status
+    return await action_status(gateway, server_id, {"pause": None}, token)
 
 
 async def scrape(admin: str) -> dict[str, float]:
@@ -134,7 +125,7 @@ async def test_remote_check_decides_off_the_loop(
     # gateway answers other requests meanwhile.
     started = time.monotonic()
     slow = asyncio.ensure_future(
-        _post(api, server, {"unpause": None}, "alice:p1"),
+        action_status(api, server, {"unpause": None}, "alice:p1"),
     )
     await wait_until(lambda: point.asked, what="the slow decision point to be asked")
     async with aiohttp.ClientSession() as session, session.get(f"{admin}/healthz") as response:
@@ -145,14 +136,3 @@ async def test_remote_check_decides_off_the_loop(
     assert novasim_upstream.actions_received(server) == [b'{"pause": null}']
 
 
-async def _post(api: str, server: str, body: Any, token: str) -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{api}/v2.1/servers/{server}/action",
-            data=json.dumps(body),
-            headers={"X-Auth-Token": token, "Content-Type": "application/json"},
-        ) as response,
-    ):
-        await response.read()
-        return response.status

@@ -6,17 +6,16 @@ change gateway behaviour.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp.test_utils import TestServer
 
 from gateway.pipeline import Gate
 from gateway.web.server import Listeners
+from tests.support.api_client import action_status as post_action
 from tests.support.gateway import base_url, running_gateway
 from tests.support.rabbit import unique
 from tests.support.waiting import wait_until
@@ -86,17 +85,6 @@ class FactsLab:
         return str([sid for owner, sid in self.sim.seeded_ids() if owner == project][index])
 
 
-async def post_action(base: str, server_id: str, body: Any, token: str = "alice:p1") -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{base}/v2.1/servers/{server_id}/action",
-            data=json.dumps(body),
-            headers={"X-Auth-Token": token, "Content-Type": "application/json"},
-        ) as response,
-    ):
-        await response.read()
-        return response.status
 
 
 async def wait_live(workers: list[Worker], timeout: float = 15.0) -> None:

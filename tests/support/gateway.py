@@ -60,14 +60,14 @@ async def running_gateway(
         await listeners.close()
 
 
-def base_url(listeners: Listeners) -> str:
+def base_url(listeners: Listeners, scheme: str = "http") -> str:
     host, port = listeners.api_address
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
-def admin_url(listeners: Listeners) -> str:
+def admin_url(listeners: Listeners, scheme: str = "http") -> str:
     host, port = listeners.admin_address
-    return f"http://{host}:{port}"
+    return f"{scheme}://{host}:{port}"
 
 
 StartGateway = Callable[..., Awaitable[Listeners]]

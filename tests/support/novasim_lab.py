@@ -38,6 +38,15 @@ class NovasimLab:
         self.sim.store.add(server)
         return str(server.id)
 
+    def actions_received(self, server_id: str) -> list[bytes]:
+        """Bodies of the action requests that reached the simulator for this server."""
+        path = f"/servers/{server_id}/action"
+        return [
+            record.body
+            for record in self.recorder.records()
+            if record.method == "POST" and record.path.split("?")[0].endswith(path)
+        ]
+
     def reads_of(self, server_id: str) -> int:
         """``GET /servers/<id>`` requests that reached the simulator."""
         path = f"/servers/{server_id}"

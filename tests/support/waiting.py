@@ -15,30 +15,44 @@ POLL_INTERVAL = 0.005
 T = TypeVar("T")
 
 
+class _Deadline:
+    def __init__(self, timeout: float, what: object) -> None:
+        self.started = time.monotonic()
+        self.timeout = timeout
+        self.what = what
+
+    def check(self, last: object = None) -> None:
+        """AssertionError once the time is up, naming what was awaited (and what was seen)."""
+        seen = "" if last is None else f"; last: {last!r}"
+        assert time.monotonic() - self.started < self.timeout, (
+            f"timed out after {self.timeout} s waiting for {self.what}{seen}"
+        )
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+
 async def wait_until(
     predicate: Callable[[], object], timeout: float = 10.0, what: str = ""
 ) -> float:
     """Seconds it took for ``predicate()`` to hold; AssertionError past ``timeout``."""
-    started = time.monotonic()
+    deadline = _Deadline(timeout, what or predicate)
     while not predicate():
-        assert time.monotonic() - started < timeout, (
-            f"timed out after {timeout} s waiting for {what or predicate}"
-        )
+        deadline.check()
         await asyncio.sleep(POLL_INTERVAL)
-    return time.monotonic() - started
+    return deadline.elapsed
 
 
 def wait_until_blocking(
     predicate: Callable[[], object], timeout: float = 10.0, what: str = ""
 ) -> float:
     """``wait_until`` for code that is not on an event loop (threads, subprocess tests)."""
-    started = time.monotonic()
+    deadline = _Deadline(timeout, what or predicate)
     while not predicate():
-        assert time.monotonic() - started < timeout, (
-            f"timed out after {timeout} s waiting for {what or predicate}"
-        )
+        deadline.check()
         time.sleep(POLL_INTERVAL)
-    return time.monotonic() - started
+    return deadline.elapsed
 
 
 async def wait_for_value(
@@ -49,10 +63,8 @@ async def wait_for_value(
 ) -> T:
     """The first value ``fetch()`` gives that ``accept`` takes (an API polled until a
     state settles); AssertionError, with the last value, past ``timeout``."""
-    started = time.monotonic()
+    deadline = _Deadline(timeout, what or fetch)
     while not accept(value := await fetch()):
-        assert time.monotonic() - started < timeout, (
-            f"timed out after {timeout} s waiting for {what}; last: {value!r}"
-        )
+        deadline.check(value)
         await asyncio.sleep(POLL_INTERVAL)
     return value

@@ -20,8 +20,9 @@ from novasim.action_table import ACTIONS as SIM_ACTIONS
 from novasim.effects import EFFECTS
 from novasim.faults import Fault as SimFault
 from novasim.model import VM_STATES, Server
+from tests.unit.test_server_facts_store import SERVER
+from tests.unit.test_server_facts_store import facts as server_facts
 
-SERVER = "6c2ad1a2-7a3c-4b9d-9a86-8e6d7d2b2f4e"
 LAUNCHED = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)
 # Every task state some action allows or rejects in novasim's table, and one none names.
 TASK_STATES: tuple[str | None, ...] = (
@@ -79,18 +80,12 @@ def both(
         launched_at=LAUNCHED if launched else None,
         locked_by="owner" if locked else None,
     )
-    facts = ServerFacts(
-        id=SERVER,
-        project_id="p1",
-        user_id="u1",
-        status="",
+    facts = server_facts(
         vm_state=vm_state,
         task_state=task_state,
         launched_at=LAUNCHED.isoformat() if launched else None,
         locked=locked,
-        locked_reason=None,
         flavor="1",
-        image="img",
     )
     return facts, server
 
