@@ -154,6 +154,12 @@ def parse_jwks(data: bytes, path: str, allowed: frozenset[str]) -> tuple[VerifyK
     members = [
         jwk for index, jwk in enumerate(document["keys"]) if _public_member(jwk, path, index)
     ]
+    # PyJWK infers an OKP key's algorithm for Ed25519 only; EdDSA is the one algorithm
+    # any OKP key verifies, so naming it narrows nothing and keeps Ed448 keys usable.
+    members = [
+        {**jwk, "alg": "EdDSA"} if jwk.get("kty") == "OKP" and "alg" not in jwk else jwk
+        for jwk in members
+    ]
     # Two sets: a member that names its "alg" is pinned to it (RFC 7517 §4.4), and PyJWK
     # reports that as its algorithm; without one, PyJWK guesses an algorithm (RS256 for
     # any RSA key), which must not narrow what the key may verify.

@@ -15,7 +15,7 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
 from gateway.identity.credentials import Credentials
@@ -503,3 +503,13 @@ async def test_service_token_file_is_read_and_rotated(
     with pytest.raises(Fault) as caught:
         await authenticator.service_token()
     assert caught.value.status == 503
+
+
+async def test_jwks_ed448_key_without_alg_is_usable(tmp_path: Path) -> None:
+    """PyJWKSet infers no algorithm for an Ed448 JWK: the gateway names EdDSA for it."""
+    key = ed448.Ed448PrivateKey.generate()
+    data = OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    path = write_jwks(tmp_path / "jwks.json", [{**data, "kid": "ed448"}])
+    authenticator = await make(jwks_file=path)
+    assert [key.algorithms for key in authenticator.keys] == [frozenset({"EdDSA"})]
+    await accepted(authenticator, sign(key, "EdDSA", claims(), "ed448"))
