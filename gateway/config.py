@@ -322,8 +322,9 @@ identity_opts: list[cfg.Opt] = [
         "token_cache_time",
         min=0,
         default=300,
-        help="Seconds a validated token is cached (never past its expiry), like "
-        "keystonemiddleware's token_cache_time. 0 disables the cache.",
+        help="Seconds a validated token (keystone mode) or verified JWT (jwt mode) is "
+        "cached (never past its expiry), like keystonemiddleware's token_cache_time. "
+        "0 disables the cache.",
     ),
     cfg.IntOpt(
         "invalid_token_cache_time",
@@ -331,7 +332,12 @@ identity_opts: list[cfg.Opt] = [
         default=30,
         help="Seconds a token Keystone refused is remembered as invalid.",
     ),
-    cfg.IntOpt("token_cache_size", min=1, default=10000, help="Most tokens held in the cache."),
+    cfg.IntOpt(
+        "token_cache_size",
+        min=1,
+        default=10000,
+        help="Most tokens held in the cache (keystone and jwt modes).",
+    ),
     cfg.ListOpt(
         "jwt_key_files",
         default=[],

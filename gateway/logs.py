@@ -7,11 +7,12 @@ redacted fields), nor let a slow stderr reader stall the event loop with request
 
 from __future__ import annotations
 
+import argparse
 import logging
 import queue
 import sys
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
 import structlog
@@ -76,6 +77,21 @@ class DropRequestBytes(logging.Filter):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+EXIT_USAGE = 2  # argparse's own status for bad arguments
+
+
+def command_arguments(
+    parser: argparse.ArgumentParser, argv: Sequence[str]
+) -> argparse.Namespace | int:
+    """A subcommand's arguments, with log lines sent to stderr (WARNING and up) so that
+    its stdout holds only its answer; the exit status instead after --help or bad ones."""
+    configure("WARNING")
+    try:
+        return parser.parse_args(list(argv))
+    except SystemExit as exc:  # argparse exits on --help and on bad arguments
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
 
 
 def http_server_logger() -> logging.Logger:

@@ -36,7 +36,7 @@ from gateway.policy.engine import PolicyEngine, PolicyLoadError
 
 EXIT_OK = 0
 EXIT_FOUND = 1  # verify: tampering found; replay: some decision would change
-EXIT_USAGE = 2
+EXIT_USAGE = logs.EXIT_USAGE
 LISTED_MISSING = 20  # forwarded actions without an execution record named by verify
 
 # --------------------------------------------------------------------------------------
@@ -388,11 +388,9 @@ def _argument_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str], out: TextIO | None = None) -> int:
     """verify, query: 0 intact, 1 tampering found; replay: 0 no change, 1 changes; 2 usage."""
     out = out or sys.stdout
-    logs.configure("WARNING")  # log lines to stderr, so stdout holds only the answer
-    try:
-        args = _argument_parser().parse_args(list(argv))
-    except SystemExit as exc:  # argparse exits on --help and on bad arguments
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    args = logs.command_arguments(_argument_parser(), argv)
+    if isinstance(args, int):
+        return args
     try:
         if args.command == "verify":
             return _verify(args, out)

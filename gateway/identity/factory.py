@@ -127,6 +127,8 @@ async def _jwt(group: cfg.ConfigOpts.GroupAttr) -> Authenticator:
             domain=group.jwt_domain_claim,
         ),
         service_token_file=service_token_file,
+        cache_time=group.token_cache_time,
+        cache_size=group.token_cache_size,
     )
     if not await authenticator.load_keys():
         raise ConfigError(

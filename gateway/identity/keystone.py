@@ -9,19 +9,18 @@ from __future__ import annotations
 import asyncio
 import enum
 import functools
-import hashlib
 import json
 import ssl
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import aiohttp
 import structlog
 
+from gateway.identity.cache import ExpiringCache, token_key
 from gateway.identity.credentials import Credentials
 from gateway.identity.refusals import (
     header_values,
@@ -35,7 +34,6 @@ from gateway.tls.contexts import verification_failure
 
 log = structlog.get_logger(__name__)
 
-V = TypeVar("V")
 Clock = Callable[[], float]
 
 # keystoneauth renews a token this long before it expires; shorter-lived tokens
@@ -53,43 +51,6 @@ class Refusal(enum.Enum):
 Outcome = Credentials | Refusal
 
 
-class TtlLru(Generic[V]):
-    """A bounded least-recently-used map whose entries also expire (monotonic deadlines)."""
-
-    def __init__(self, size: int, clock: Clock) -> None:
-        self._size = size
-        self._clock = clock
-        self._entries: OrderedDict[bytes, tuple[float, V]] = OrderedDict()
-
-    def get(self, key: bytes) -> V | None:
-        entry = self._entries.get(key)
-        if entry is None:
-            return None
-        deadline, value = entry
-        if self._clock() >= deadline:
-            del self._entries[key]
-            return None
-        self._entries.move_to_end(key)
-        return value
-
-    def put(self, key: bytes, value: V, ttl: float) -> None:
-        if ttl <= 0:
-            return
-        self._entries[key] = (self._clock() + ttl, value)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self._size:
-            self._entries.popitem(last=False)
-
-    def discard(self, key: bytes) -> None:
-        self._entries.pop(key, None)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
 @dataclass(frozen=True)
 class _ServiceToken:
     token: str
@@ -104,11 +65,6 @@ def renew_deadline(received_at: float, issued_at: float, expires_at: float) -> f
     """
     lifetime = expires_at - issued_at
     return received_at + lifetime - min(SERVICE_TOKEN_MARGIN, lifetime / 2)
-
-
-def token_key(token: str) -> bytes:
-    """The cache key of a token: its SHA-256, so no cache ever holds a usable token."""
-    return hashlib.sha256(token.encode("ascii")).digest()
 
 
 def parse_time(text: str) -> float:
@@ -196,9 +152,9 @@ class KeystoneAuthenticator:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._cache_time = cache_time
         self._invalid_cache_time = invalid_cache_time
-        self._valid: TtlLru[Credentials] = TtlLru(cache_size, clock)
+        self._valid: ExpiringCache[Credentials] = ExpiringCache(cache_size, clock)
         # Separate from the valid cache, so a flood of garbage tokens cannot evict them.
-        self._invalid: TtlLru[bool] = TtlLru(cache_size, clock)
+        self._invalid: ExpiringCache[bool] = ExpiringCache(cache_size, clock)
         # Token cache lookups, read by the metrics (as FactsStore's hits/misses).
         self.hits = 0
         self.misses = 0

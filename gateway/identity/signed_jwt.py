@@ -10,7 +10,6 @@ import asyncio
 import base64
 import hashlib
 import json
-import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from gateway.identity.cache import ExpiringCache, token_key
 from gateway.identity.credentials import Credentials
 from gateway.identity.refusals import (
     SERVICE_IDENTITY_UNAVAILABLE,
@@ -33,6 +33,7 @@ from gateway.identity.refusals import (
     well_formed,
 )
 from gateway.nova.faults import Fault
+from gateway.watch import FileMark, mark, missing
 
 log = structlog.get_logger(__name__)
 
@@ -145,82 +146,98 @@ def parse_pem(data: bytes, path: str, allowed: frozenset[str]) -> tuple[VerifyKe
 
 
 def parse_jwks(data: bytes, path: str, allowed: frozenset[str]) -> tuple[VerifyKey, ...]:
-    """Signature keys of a JWKS document; symmetric and private members are refused."""
+    """Signature keys of a JWKS document, parsed by PyJWT's ``PyJWKSet``; symmetric and
+    private members are refused before parsing, members PyJWT cannot use are skipped."""
     document = json.loads(data)
     if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
         raise ValueError('not a JWKS document ({"keys": [...]})')
+    members = [
+        jwk for index, jwk in enumerate(document["keys"]) if _public_member(jwk, path, index)
+    ]
+    # PyJWK infers an OKP key's algorithm for Ed25519 only; EdDSA is the one algorithm
+    # any OKP key verifies, so naming it narrows nothing and keeps Ed448 keys usable.
+    members = [
+        {**jwk, "alg": "EdDSA"} if jwk.get("kty") == "OKP" and "alg" not in jwk else jwk
+        for jwk in members
+    ]
+    # Two sets: a member that names its "alg" is pinned to it (RFC 7517 §4.4), and PyJWK
+    # reports that as its algorithm; without one, PyJWK guesses an algorithm (RS256 for
+    # any RSA key), which must not narrow what the key may verify.
     keys: list[VerifyKey] = []
-    for index, jwk in enumerate(document["keys"]):
-        try:
-            keys.append(_jwk_key(jwk, path, allowed))
-        except (ValueError, TypeError, KeyError, jwt.PyJWTError) as exc:
-            log.warning("jwt_key_skipped", file=path, index=index, error=str(exc))
+    for pinned in (True, False):
+        chosen = [jwk for jwk in members if ("alg" in jwk) == pinned]
+        for parsed in _key_set(chosen, path):
+            try:
+                keys.append(_jwk_key(parsed, pinned, path, allowed))
+            except ValueError as exc:
+                log.warning("jwt_key_skipped", file=path, kid=parsed.key_id, error=str(exc))
     return tuple(keys)
 
 
-def _jwk_key(jwk: Any, path: str, allowed: frozenset[str]) -> VerifyKey:
+def _key_set(members: list[dict[str, Any]], path: str) -> list[jwt.PyJWK]:
+    if not members:
+        return []
+    try:
+        parsed = jwt.PyJWKSet(members).keys
+    except jwt.PyJWKSetError as exc:  # not one member PyJWT can use
+        parsed = []
+        log.warning("jwt_key_skipped", file=path, error=str(exc))
+    if len(parsed) < len(members):
+        log.warning("jwt_key_skipped", file=path, unusable=len(members) - len(parsed))
+    return parsed
+
+
+def _public_member(jwk: Any, path: str, index: int) -> bool:
+    """A signature key with public material only: what the gateway may hand to PyJWT."""
+    problem = None
     if not isinstance(jwk, dict):
-        raise TypeError("not an object")
-    if jwk.get("use", "sig") != "sig":
-        raise ValueError("not a signature key (use != sig)")
-    if "d" in jwk or "p" in jwk or "k" in jwk:
-        raise ValueError("holds private or symmetric key material")
-    kty = jwk.get("kty")
-    text = json.dumps(jwk)
-    key: Any
-    if kty == "RSA":
-        key = RSAAlgorithm.from_jwk(text)
-    elif kty == "EC":
-        key = ECAlgorithm.from_jwk(text)
-    elif kty == "OKP":
-        key = OKPAlgorithm.from_jwk(text)
-    else:
-        raise ValueError(f"key type {kty!r} is not a public-key type")
-    kid = jwk.get("kid")
-    verify = _verify_key(key, {kid} if isinstance(kid, str) and kid else set(), allowed, path)
-    alg = jwk.get("alg")
-    if alg is not None:  # the JWK pins its algorithm: honour it (RFC 7517 §4.4)
-        algorithms = verify.algorithms & {alg}
+        problem = "not an object"
+    elif jwk.get("use", "sig") != "sig":
+        problem = "not a signature key (use != sig)"
+    elif "d" in jwk or "p" in jwk or "k" in jwk or jwk.get("kty") not in ("RSA", "EC", "OKP"):
+        problem = "holds private or symmetric key material, or is not a public-key type"
+    if problem is not None:
+        log.warning("jwt_key_skipped", file=path, index=index, error=problem)
+    return problem is None
+
+
+def _jwk_key(jwk: jwt.PyJWK, pinned: bool, path: str, allowed: frozenset[str]) -> VerifyKey:
+    kid = jwk.key_id
+    verify = _verify_key(jwk.key, {kid} if isinstance(kid, str) and kid else set(), allowed, path)
+    if pinned:
+        algorithms = verify.algorithms & {jwk.algorithm_name}
         if not algorithms:
-            raise ValueError(f"alg {alg!r} is not accepted for this key")
+            raise ValueError(f"alg {jwk.algorithm_name!r} is not accepted for this key")
         verify = VerifyKey(verify.key, verify.kids, algorithms, path)
     return verify
 
 
 @dataclass(frozen=True)
 class _Scan:
-    """What a stat (and, if it changed, a read) of one watched file found."""
+    """What a look at (and, if it changed, a read of) one watched file found."""
 
-    signature: tuple[int, int, int] | None  # (inode, mtime_ns, size); None: missing
+    mark: FileMark
     changed: bool
     keys: tuple[VerifyKey, ...] = ()
     text: str | None = None  # for the service-token file
     error: str | None = None
 
 
-def _signature(path: str) -> tuple[int, int, int] | None:
-    try:
-        stat = os.stat(path)
-    except OSError:
-        return None
-    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
-
-def _scan(path: str, known: tuple[int, int, int] | None, parse: Parser | None) -> _Scan:
+def _scan(path: str, known: FileMark | None, parse: Parser | None) -> _Scan:
     """Runs in a worker thread: stat, and read + parse only when the file changed."""
-    signature = _signature(path)
-    if signature == known:
-        return _Scan(signature, changed=False)
-    if signature is None:
-        return _Scan(None, changed=True, error="missing")
+    seen = mark(path)
+    if seen == known:
+        return _Scan(seen, changed=False)
+    if missing(seen):
+        return _Scan(seen, changed=True, error="missing")
     try:
         with open(path, "rb") as handle:
             data = handle.read()
         if parse is None:
-            return _Scan(signature, changed=True, text=data.decode("ascii").strip())
-        return _Scan(signature, changed=True, keys=parse(data))
+            return _Scan(seen, changed=True, text=data.decode("ascii").strip())
+        return _Scan(seen, changed=True, keys=parse(data))
     except (OSError, ValueError, TypeError, KeyError, UnicodeError, jwt.PyJWTError) as exc:
-        return _Scan(signature, changed=True, error=f"{type(exc).__name__}: {exc}")
+        return _Scan(seen, changed=True, error=f"{type(exc).__name__}: {exc}")
 
 
 class JwtAuthenticator:
@@ -239,6 +256,9 @@ class JwtAuthenticator:
         service_token_file: str | None = None,
         clock: Clock = time.monotonic,
         check_interval: float = CHECK_INTERVAL,
+        cache_time: float = 300.0,
+        cache_size: int = 10000,
+        wall_clock: Clock = time.time,
     ) -> None:
         self._algorithms = check_algorithms(algorithms)
         self._parsers: dict[str, Parser] = {path: self._pem_parser(path) for path in key_files}
@@ -250,15 +270,23 @@ class JwtAuthenticator:
         self._claims = claims or ClaimNames()
         self._service_token_file = service_token_file
         self._service_token: str | None = None
-        self._service_signature: tuple[int, int, int] | None = None
+        self._service_mark: FileMark | None = None
         self._clock = clock
         self._check_interval = check_interval
-        self._signatures: dict[str, tuple[int, int, int] | None] = {}
+        self._marks: dict[str, FileMark] = {}
         self._by_file: dict[str, tuple[VerifyKey, ...]] = {}
         self._keys: tuple[VerifyKey, ...] = ()
         self._last_check = float("-inf")
         self._checking = False
         self._decoder = jwt.PyJWT()
+        # Verified tokens by hash, with the key generation that verified them: a changed
+        # key file (a key revoked or rotated out) makes every earlier entry a miss.
+        self._verified: ExpiringCache[tuple[int, Credentials]] = ExpiringCache(cache_size, clock)
+        self._cache_time = cache_time
+        self._generation = 0
+        self._wall = wall_clock
+        self.hits = 0
+        self.misses = 0
 
     def _pem_parser(self, path: str) -> Parser:
         return lambda data: parse_pem(data, path, self._algorithms)
@@ -276,8 +304,24 @@ class JwtAuthenticator:
         token = self._token(headers)
         if self._clock() - self._last_check >= self._check_interval:
             await self.load_keys(force=False)
-        claims = self._verify(token)
-        return self._credentials(claims)
+        key = token_key(token)
+        cached = self._verified.get(key)
+        if cached is not None and self._still_good(*cached):
+            self.hits += 1
+            return cached[1]
+        self.misses += 1
+        credentials = self._credentials(self._verify(token))
+        # Never past exp (no leeway: the leeway forgives clock skew at verification, it
+        # does not extend a token), never longer than token_cache_time.
+        remaining = (credentials.expires_at or 0.0) - self._wall()
+        self._verified.put(key, (self._generation, credentials), min(self._cache_time, remaining))
+        return credentials
+
+    def _still_good(self, generation: int, credentials: Credentials) -> bool:
+        # The deadline on the monotonic clock already ends at exp; the wall clock check
+        # also covers a clock set forward past it.
+        expires_at = credentials.expires_at or 0.0
+        return generation == self._generation and self._wall() < expires_at
 
     async def service_token(self) -> str:
         """The token in the service-token file (JWT mode has no password to log in with)."""
@@ -318,11 +362,11 @@ class JwtAuthenticator:
         self._checking = True
         self._last_check = self._clock()
         paths = list(self._parsers)
-        jobs: list[tuple[str, tuple[int, int, int] | None, Parser | None]] = [
-            (path, self._signatures.get(path), parse) for path, parse in self._parsers.items()
+        jobs: list[tuple[str, FileMark | None, Parser | None]] = [
+            (path, self._marks.get(path), parse) for path, parse in self._parsers.items()
         ]
         if self._service_token_file:
-            jobs.append((self._service_token_file, self._service_signature, None))
+            jobs.append((self._service_token_file, self._service_mark, None))
         try:
             # One thread hop for all files: a stat round costs ~100 µs, once a second.
             scans = await asyncio.to_thread(lambda: [_scan(*job) for job in jobs])
@@ -338,7 +382,8 @@ class JwtAuthenticator:
     def _apply(self, path: str, scan: _Scan) -> None:
         if not scan.changed:
             return
-        self._signatures[path] = scan.signature
+        self._generation += 1  # tokens verified before are verified again
+        self._marks[path] = scan.mark
         if scan.error == "missing":
             # A deleted key file is a revoked key: stop trusting it at once.
             if self._by_file.pop(path, None) is not None:
@@ -354,7 +399,7 @@ class JwtAuthenticator:
     def _apply_service(self, scan: _Scan) -> None:
         if not scan.changed:
             return
-        self._service_signature = scan.signature
+        self._service_mark = scan.mark
         if scan.error is not None:
             log.error("jwt_service_token_file_unusable", error=scan.error.split(":")[0])
             self._service_token = None

@@ -41,7 +41,7 @@ from gateway.policy.gateway_rules import BY_NAME, GATEWAY_RULES
 
 EXIT_ALLOW = 0
 EXIT_DENY = 1
-EXIT_USAGE = 2
+EXIT_USAGE = logs.EXIT_USAGE
 
 _SAMPLE_HEADER = """\
 # nova-gateway policy file: Nova's defaults for every rule the gateway enforces.
@@ -408,11 +408,9 @@ def _conf(args: argparse.Namespace) -> cfg.ConfigOpts:
 def main(argv: Sequence[str], out: TextIO | None = None) -> int:
     """Run one policy subcommand; 0 allow/clean, 1 deny/findings, 2 usage or load error."""
     out = out or sys.stdout
-    logs.configure("WARNING")  # log lines to stderr, so stdout holds only the answer
-    try:
-        args = _argument_parser().parse_args(list(argv))
-    except SystemExit as exc:  # argparse exits on --help and on bad arguments
-        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
+    args = logs.command_arguments(_argument_parser(), argv)
+    if isinstance(args, int):
+        return args
     if args.command == "sample":
         text = sample_text()
         if args.output:

@@ -75,6 +75,7 @@ from gateway.policy.files import (
 from gateway.policy.files import fingerprint as policy_fingerprint
 from gateway.policy.load import ChangedWhileLoading, LoadedPolicy, RemoteChecks, load_policy
 from gateway.policy.target import SERVER_KEYS, build_target, rules_for
+from gateway.watch import every
 
 __all__ = [
     "SERVER_KEYS",
@@ -489,9 +490,4 @@ class PolicyEngine:
             pool.shutdown(wait=False, cancel_futures=True)
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval)
-            try:
-                await self.maybe_reload()
-            except Exception:  # the watcher must outlive any surprise
-                log.exception("policy reload check crashed", policy_dir=str(self._dir))
+        await every(self._interval, self.maybe_reload, f"policy {self._dir}")

@@ -20,6 +20,8 @@ from typing import Any
 
 from oslo_policy import _checks, _parser, policy
 
+from gateway.watch import Marks, marks
+
 POLICY_FILE = "policy.yaml"
 POLICY_SUBDIR = "policy.d"
 
@@ -34,7 +36,7 @@ MAX_FILE_BYTES = 1 << 20  # one policy file
 # composes them recursively; a policy file needs three levels (the legacy list form).
 MAX_YAML_NESTING = 64
 
-Fingerprint = tuple[tuple[str, int, int, int], ...]
+Fingerprint = Marks
 
 
 class PolicyLoadError(Exception):
@@ -69,14 +71,7 @@ def policy_paths(policy_dir: Path) -> list[Path]:
 
 def fingerprint(policy_dir: Path) -> Fingerprint:
     """What changes when a policy file is edited, added or removed (no file is read)."""
-    entries = []
-    for path in policy_paths(policy_dir):
-        try:
-            stat = path.stat()
-        except OSError:
-            continue
-        entries.append((str(path), stat.st_mtime_ns, stat.st_size, stat.st_ino))
-    return tuple(entries)
+    return marks(policy_paths(policy_dir))
 
 
 def read_policy_file(path: Path) -> PolicyFile:

@@ -8,9 +8,8 @@ must never disturb an established connection, nor read a file on the event loop.
 from __future__ import annotations
 
 import asyncio
-import os
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,26 +18,9 @@ from cryptography import x509
 
 from gateway.config import INTERMEDIATE_CIPHERS, ConfigError
 from gateway.tls.contexts import ServerFiles, server_context
+from gateway.watch import FileWatcher, Marks, every, marks
 
 log = structlog.get_logger(__name__)
-
-# (path, inode, size, mtime) per file, or (path,) for one that is missing.
-Signature = tuple[tuple[object, ...], ...]
-
-
-def signature(paths: Sequence[str]) -> Signature:
-    """What tells a changed file apart cheaply. A Kubernetes secret volume swaps a symlink
-    (the inode changes); certbot and cert-manager rewrite (size and mtime change)."""
-    marks: list[tuple[object, ...]] = []
-    for path in paths:
-        try:
-            status = os.stat(path)
-        except OSError:
-            marks.append((path,))
-        else:
-            marks.append((path, status.st_ino, status.st_size, status.st_mtime_ns))
-    return tuple(marks)
-
 
 @dataclass(frozen=True)
 class Served:
@@ -66,8 +48,10 @@ class ListenerSettings:
     ciphers: str = INTERMEDIATE_CIPHERS
 
 
-def _build(settings: ListenerSettings) -> tuple[ssl.SSLContext, Served, Signature]:
-    marks = signature(settings.files.paths())  # before reading: a later change shows
+def _build(settings: ListenerSettings) -> tuple[ssl.SSLContext, Served, Marks]:
+    # Marked before reading: a change made while we read shows at the next look.
+    # A Kubernetes secret volume swaps a symlink; certbot and cert-manager rewrite.
+    seen = marks(settings.files.paths())
     context = server_context(
         settings.files, settings.owner, settings.minimum_version, settings.ciphers
     )
@@ -75,7 +59,7 @@ def _build(settings: ListenerSettings) -> tuple[ssl.SSLContext, Served, Signatur
         served = Served.read(settings.files.cert_file)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{settings.owner}: {settings.files.cert_file}: {exc}") from None
-    return context, served, marks
+    return context, served, seen
 
 
 class ListenerTLS:
@@ -88,14 +72,14 @@ class ListenerTLS:
         settings: ListenerSettings,
         context: ssl.SSLContext,
         served: Served,
-        marks: Signature,
+        seen: Marks,
         on_load: Callable[[ListenerTLS], None] | None = None,
     ) -> None:
         self.settings = settings
         self.context = context
         self.served = served
         self._current = context
-        self._marks = marks
+        self._files = FileWatcher(settings.files.paths, seen)
         self._on_load = on_load
         context.sni_callback = self._select
 
@@ -107,8 +91,8 @@ class ListenerTLS:
 
         ``on_load`` is told of this certificate and of every one loaded later.
         """
-        context, served, marks = await asyncio.to_thread(_build, settings)
-        listener = cls(settings, context, served, marks, on_load)
+        context, served, seen = await asyncio.to_thread(_build, settings)
+        listener = cls(settings, context, served, seen, on_load)
         listener._loaded("start")
         return listener
 
@@ -122,7 +106,7 @@ class ListenerTLS:
     async def reload(self, why: str) -> bool:
         """Read the files again; a set that does not load keeps the running certificate."""
         try:
-            context, served, marks = await asyncio.to_thread(_build, self.settings)
+            context, served, seen = await asyncio.to_thread(_build, self.settings)
         except ConfigError as exc:
             log.error(
                 "tls_reload_failed",
@@ -132,20 +116,19 @@ class ListenerTLS:
                 serving=self.served.serial,
             )
             return False
-        self._current, self.served, self._marks = context, served, marks
+        self._current, self.served, self._files.known = context, served, seen
         self._loaded(why)
         return True
 
     async def watch(self, interval: float) -> None:
         """Reload whenever the files change (checked every ``interval`` seconds)."""
-        while True:
-            await asyncio.sleep(interval)
-            marks = await asyncio.to_thread(signature, self.settings.files.paths())
-            if marks != self._marks:
-                # Remembered before loading: a half-written set is tried again only
-                # once it changes again, not every interval.
-                self._marks = marks
-                await self.reload("files changed")
+        await every(interval, self._reload_if_changed, f"tls-{self.settings.name}")
+
+    async def _reload_if_changed(self) -> None:
+        # The watcher remembers the new marks first: a half-written set is tried again
+        # only once it changes again, not every interval.
+        if await self._files.changed() is not None:
+            await self.reload("files changed")
 
     def _loaded(self, why: str) -> None:
         fields = {

@@ -26,6 +26,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.e2e.audited_gateway import instance_actions, nova_gateway_command
 from tests.e2e.gateway_fixtures import GATEWAY_CONFIG, GatewayLab, start_gateway
 from tests.support.api_client import ApiClient
@@ -448,7 +449,7 @@ async def test_a_broker_restart_mid_run_loses_no_record_on_the_bus(
 ) -> None:
     rabbit = require_rabbit()
     if rabbitmqctl() is None:
-        pytest.skip("rabbitmqctl is not installed: the broker cannot be restarted")
+        skip_or_fail("rabbitmqctl is not installed: the broker cannot be restarted")
     # A private exchange: durable, it must not meet the shared control exchange's settings.
     topic = exchange = f"nova_gateway_audit_e2e_{uuid.uuid4().hex[:8]}"
     durable = rabbit + DURABLE  # queues that survive the restart, for sink and consumer alike

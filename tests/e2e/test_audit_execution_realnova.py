@@ -25,10 +25,11 @@ from gateway.audit.trail import AuditTrail
 from gateway.nova.action_events import Phase
 from tests.support.api_client import ApiClient
 from tests.support.audit import audit_overrides, write_key
-from tests.support.facts_lab import Worker, mirror_options, wait_live, wait_until
+from tests.support.facts_lab import Worker, mirror_options, wait_live
 from tests.support.gateway import running_gateway
 from tests.support.labs import RealNova
 from tests.support.rabbit import purge, require_rabbit, unique
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 

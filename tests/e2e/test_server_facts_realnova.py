@@ -31,10 +31,11 @@ from gateway.nova.faults import Fault
 from tests.e2e.gateway_fixtures import GatewayLab, start_gateway
 from tests.support.api_client import ApiClient
 from tests.support.audit import write_key
-from tests.support.facts_lab import Worker, mirror_options, wait_live, wait_until
+from tests.support.facts_lab import Worker, mirror_options, wait_live
 from tests.support.gateway import running_gateway
 from tests.support.labs import RealNova
 from tests.support.rabbit import require_rabbit, unique
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 

@@ -18,11 +18,11 @@ from tests.support.audit import (
     read_records,
     send,
     simulator,
-    wait_until,
     write_key,
 )
 from tests.support.gateway import base_url, running_gateway
 from tests.support.processes import repo_root
+from tests.support.waiting import wait_until
 
 SCRIPT = repo_root() / "deploy" / "systemd" / "nova-gateway-audit-archive"
 TWO_DAYS = 2 * 86400

@@ -24,9 +24,10 @@ from aiohttp.test_utils import TestServer
 from gateway.audit import cli as audit_cli
 from gateway.audit.trail import AuditTrail
 from tests.support.audit import audit_overrides, read_records, send, write_key
-from tests.support.facts_lab import Worker, mirror_options, wait_live, wait_until
+from tests.support.facts_lab import Worker, mirror_options, wait_live
 from tests.support.gateway import running_gateway
 from tests.support.rabbit import require_rabbit, unique
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 

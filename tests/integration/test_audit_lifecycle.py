@@ -13,7 +13,8 @@ import aiohttp
 
 from tests.integration.upstream import HOLD, FakeUpstream
 from tests.support.audit import read_records, write_key
-from tests.support.processes import free_port, start_server
+from tests.support.gateway import start_gateway_process_async, with_noauth
+from tests.support.waiting import wait_until
 
 IN_FLIGHT = 4
 
@@ -24,17 +25,11 @@ async def test_sigterm_flushes_every_record_and_closes_each_worker_chain(
     upstream, url = fake_upstream
     trail = tmp_path / "trail"
     key_file = write_key(tmp_path)
-    config_file = tmp_path / "gateway.conf"
-    config_file.write_text(
-        "[gateway]\nworkers = 2\n[identity]\nmode = noauth\nallow_noauth = true\n"
-        f"[audit]\nenabled = true\nhmac_key_file = {key_file}\nfile_directory = {trail}\n"
+    sections = with_noauth(
+        {"audit": {"enabled": True, "hmac_key_file": key_file, "file_directory": trail}}
     )
-    argv = [
-        sys.executable, "-m", "gateway", "--config-file", str(config_file),
-        "--upstream-url", url,
-        "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", f"127.0.0.1:{free_port()}",
-    ]  # fmt: skip
-    process = await asyncio.to_thread(start_server, "gateway", argv, ready_timeout=30)
+    lab = await start_gateway_process_async(url, tmp_path, tmp_path, sections, workers=2)
+    process = lab.process
     api = process.url.removesuffix("/v2.1")
     try:
         async with aiohttp.ClientSession(headers={"X-Auth-Token": "alice:p1"}) as session:
@@ -45,7 +40,11 @@ async def test_sigterm_flushes_every_record_and_closes_each_worker_chain(
             held = [asyncio.create_task(session.get(f"{api}{HOLD}")) for _ in range(IN_FLIGHT)]
             await upstream.wait_for(before + IN_FLIGHT)
             process._popen.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.3)  # the workers are draining
+            await wait_until(
+                lambda: process.log_path.read_text().count("worker_draining") == 2,
+                timeout=20,
+                what="both workers draining",
+            )
             upstream.release.set()
             answers = await asyncio.gather(*held)
             assert [answer.status for answer in answers] == [200] * IN_FLIGHT

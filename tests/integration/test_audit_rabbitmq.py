@@ -25,11 +25,11 @@ from tests.support.audit import (
     audit_overrides,
     send,
     simulator,
-    wait_until,
     write_key,
 )
 from tests.support.bus import broker_address, listener, require_rabbit
 from tests.support.gateway import base_url, running_gateway
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 

@@ -25,10 +25,10 @@ from tests.support.audit import (
     read_records,
     send,
     simulator,
-    wait_until,
     write_key,
 )
 from tests.support.gateway import base_url, running_gateway
+from tests.support.waiting import wait_until
 
 CONCURRENT = 24
 

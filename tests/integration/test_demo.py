@@ -11,23 +11,23 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import skip_or_fail
 from tests.support.processes import ServerProcess, free_port, repo_root, start_server
+from tests.support.waiting import wait_until_blocking
 
 EXPECTED = re.compile(r"\((\d{3})\)\s*$")
 
 
 def demo_lines(process: ServerProcess) -> list[str]:
     """The printed instructions, once the relay has copied them all into the log."""
-    deadline = time.monotonic() + 10
-    while "logs one JSON line" not in (text := process.log_path.read_text()):
-        assert time.monotonic() < deadline, text
-        time.sleep(0.02)
-    lines = text.splitlines()
+    wait_until_blocking(
+        lambda: "logs one JSON line" in process.log_path.read_text(), what="the demo's lines"
+    )
+    lines = process.log_path.read_text().splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith("nova-gateway demo:"))
     return [line for line in lines[start:] if not line.startswith("{")]
 
@@ -45,7 +45,7 @@ def steps(lines: list[str]) -> list[tuple[int, str]]:
 @pytest.fixture
 def demo(tmp_path: Path) -> ServerProcess:
     if shutil.which("curl") is None:
-        pytest.skip("curl is not installed")
+        skip_or_fail("curl is not installed: the demo's printed lines cannot be run")
     argv = [
         sys.executable,
         "-m",

@@ -5,29 +5,14 @@ Every refusal is asserted on the wire AND on what reached the upstream (nothing)
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import aiohttp
 import pytest
 
 from tests.integration.conftest import SimUpstream
+from tests.support.api_client import post_action
 from tests.support.gateway import base_url
-
-
-async def post_action(
-    gateway: str, server_id: str, body: Any, token: str = "alice:p1", **headers: str
-) -> tuple[int, dict[str, Any]]:
-    data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    sent = {"X-Auth-Token": token, "Content-Type": "application/json", **headers}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway}/v2.1/servers/{server_id}/action", data=data, headers=sent
-        ) as response,
-    ):
-        text = await response.text()
-        return response.status, (json.loads(text) if text else {})
 
 
 @pytest.fixture
@@ -260,12 +245,17 @@ async def test_cache_is_invalidated_by_forwarded_actions(
 async def test_server_lookup_failure_is_503(start_gateway: Any, fake_upstream: Any) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))
-    status, _body = await post_action(
-        gateway, "some-id", {"pause": None}, **{"X-Reply-Status": "500"}
+    # The fake upstream answers the gateway's GET /servers/{id} with an echo document,
+    # not a server: the gateway cannot decide, and says so (never 502, never forwards).
+    status, body = await post_action(gateway, "some-id", {"pause": None})
+    assert status == 503
+    assert body["serviceUnavailable"]["code"] == 503  # Nova's fault name for 503
+    assert body["serviceUnavailable"]["message"] == (
+        "The gateway could not read the server to decide (not a server document); retry later."
     )
-    # The fake upstream answers the lookup with an echo document, not a server.
-    assert status in (502, 503)
-    assert not [r for r in upstream.received if r.path_qs.endswith("/action")]
+    assert [r.path_qs for r in upstream.received if "/servers/" in r.path_qs] == [
+        "/v2.1/servers/some-id"
+    ]
 
 
 async def test_a_server_in_transition_is_not_cached(

@@ -4,48 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from tests.integration.upstream import HOLD, FakeUpstream
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.gateway import run_gateway, start_gateway_process_async, with_noauth
+from tests.support.processes import ServerProcess
+from tests.support.waiting import wait_for_value, wait_until
 
 IN_FLIGHT = 5
 
 
 async def start_gateway_process(
-    upstream_url: str, config_text: str, tmp_path: Path, *extra: str
+    upstream_url: str, tmp_path: Path, workers: int = 1
 ) -> ServerProcess:
-    config_file = tmp_path / "gateway.conf"
-    config_file.write_text(config_text + "\n[identity]\nmode = noauth\nallow_noauth = true\n")
-    argv = [
-        sys.executable,
-        "-m",
-        "gateway",
-        "--config-file",
-        str(config_file),
-        "--upstream-url",
-        upstream_url,
-        "--listen",
-        f"127.0.0.1:{free_port()}",
-        "--admin-listen",
-        f"127.0.0.1:{free_port()}",
-        *extra,
-    ]
-    # The upstream runs on this event loop: wait for READY off the loop.
-    return await asyncio.to_thread(start_server, "gateway", argv, ready_timeout=30)
+    # The upstream runs on this event loop: the launch waits for READY off the loop.
+    lab = await start_gateway_process_async(upstream_url, tmp_path, tmp_path, workers=workers)
+    return lab.process
 
 
 async def wait_for_log(process: ServerProcess, text: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in process.log_path.read_text():
-        assert time.monotonic() < deadline, f"{text!r} never logged:\n{process.log_tail()}"
-        await asyncio.sleep(0.02)
+    await wait_until(lambda: text in process.log_path.read_text(), timeout, f"{text!r} logged")
 
 
 async def connection_refused(url: str) -> bool:
@@ -61,7 +42,7 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
     fake_upstream: tuple[FakeUpstream, str], tmp_path: Path
 ) -> None:
     upstream, url = fake_upstream
-    process = await start_gateway_process(url, "[gateway]\nworkers = 1\n", tmp_path)
+    process = await start_gateway_process(url, tmp_path)
     api = process.url.removesuffix("/v2.1")
     try:
         before = len(upstream.received)
@@ -70,10 +51,11 @@ async def test_sigterm_finishes_in_flight_requests_then_exits_zero(
         await upstream.wait_for(before + IN_FLIGHT)
         process._popen.send_signal(signal.SIGTERM)
         await wait_for_log(process, "worker_draining")
-        deadline = time.monotonic() + 10
-        while not await connection_refused(f"{api}/v2.1/servers"):
-            assert time.monotonic() < deadline, "still accepting after SIGTERM"
-            await asyncio.sleep(0.02)
+        await wait_for_value(
+            lambda: connection_refused(f"{api}/v2.1/servers"),
+            bool,
+            what="connections refused after SIGTERM",
+        )
         upstream.release.set()
         responses = await asyncio.gather(*held)
         assert [response.status for response in responses] == [200] * IN_FLIGHT
@@ -92,7 +74,7 @@ async def test_sighup_reloads_configuration_without_restart(
     fake_upstream: tuple[FakeUpstream, str], tmp_path: Path
 ) -> None:
     _, url = fake_upstream
-    process = await start_gateway_process(url, "[gateway]\nworkers = 1\n", tmp_path)
+    process = await start_gateway_process(url, tmp_path)
     api = process.url.removesuffix("/v2.1")
     try:
         async with aiohttp.ClientSession(headers={"X-Auth-Token": "alice:p1"}) as session:
@@ -120,7 +102,7 @@ async def test_workers_share_one_port(
     fake_upstream: tuple[FakeUpstream, str], tmp_path: Path
 ) -> None:
     _, url = fake_upstream
-    process = await start_gateway_process(url, "", tmp_path, "--workers", "2")
+    process = await start_gateway_process(url, tmp_path, workers=2)
     api = process.url.removesuffix("/v2.1")
     try:
         assert len(children_of(process.pid)) == 2
@@ -139,30 +121,10 @@ def test_a_configuration_that_cannot_work_exits_2_without_restarting(tmp_path: P
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "policy.yaml").write_text('"os_compute_api:os-pause-server:pause": [unclosed\n')
-    config_file = tmp_path / "gateway.conf"
-    config_file.write_text(
-        f"[identity]\nmode = noauth\nallow_noauth = true\n[policy]\npolicy_dir = {policies}\n"
-    )
+    sections = with_noauth({"policy": {"policy_dir": policies}})
     for workers in ("1", "2"):
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "gateway",
-                "--config-file",
-                str(config_file),
-                "--upstream-url",
-                "http://127.0.0.1:9/v2.1",
-                "--workers",
-                workers,
-                "--listen",
-                f"127.0.0.1:{free_port()}",
-                "--admin-listen",
-                f"127.0.0.1:{free_port()}",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = run_gateway(
+            tmp_path, sections, "--upstream-url", "http://127.0.0.1:9/v2.1", "--workers", workers
         )
         assert result.returncode == 2, result.stderr
         assert "cannot start" in result.stderr and "policy.yaml" in result.stderr

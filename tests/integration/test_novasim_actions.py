@@ -4,7 +4,6 @@ checked against realnova (Nova 34)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from pytest_aiohttp import AiohttpClient
 
 from novasim import SimConfig, create_app
 from novasim.testing import SimClient
+from tests.support.waiting import wait_for_value
 
 LAB_IMAGE_2 = "c0ffee00-0000-4000-8000-000000000002"
 
@@ -300,8 +300,9 @@ async def test_transitional_states_settle_after_the_delay(aiohttp_client: Aiohtt
         409,
         f"Cannot 'pause' instance {sid} while it is in task_state pausing",
     )
-    await asyncio.sleep(0.15)
-    paused = await nova.show(sid)
+    paused = await wait_for_value(
+        lambda: nova.show(sid), lambda shown: shown["status"] != "ACTIVE", what="the pause"
+    )
     assert (paused["status"], paused["OS-EXT-STS:task_state"]) == ("PAUSED", None)
 
 
@@ -311,8 +312,11 @@ async def test_reset_state_overrides_a_task_in_flight(aiohttp_client: AiohttpCli
     await nova.action(sid, {"pause": None})
     reset = await nova.action(sid, {"os-resetState": {"state": "error"}}, token="admin:admin")
     assert reset.status == 202
-    await asyncio.sleep(0.15)
-    server = await nova.show(sid)
+    server = await wait_for_value(
+        lambda: nova.show(sid),
+        lambda shown: shown["OS-EXT-STS:task_state"] is None,
+        what="the task to end",
+    )
     assert (server["status"], server["OS-EXT-STS:task_state"]) == ("ERROR", None)
 
 

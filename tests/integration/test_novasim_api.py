@@ -4,7 +4,6 @@ plane. Expected texts were checked against realnova (Nova 34)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import subprocess
@@ -17,6 +16,7 @@ from pytest_aiohttp import AiohttpClient
 
 from novasim import RECORDER, SimConfig, create_app
 from novasim.testing import SimClient
+from tests.support.waiting import wait_for_value
 
 REQUEST_ID = re.compile(
     r"^req-[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$"
@@ -439,8 +439,11 @@ async def test_create_builds_then_settles(aiohttp_client: AiohttpClient) -> None
     building = await nova.show(body["id"], token="alice:p1")
     assert (building["status"], building["OS-EXT-STS:task_state"]) == ("BUILD", "scheduling")
     assert building["OS-SRV-USG:launched_at"] is None and building["addresses"] == {}
-    await asyncio.sleep(0.15)
-    active = await nova.show(body["id"], token="alice:p1")
+    active = await wait_for_value(
+        lambda: nova.show(body["id"], token="alice:p1"),
+        lambda shown: shown["status"] != "BUILD",
+        what="the build to end",
+    )
     assert active["status"] == "ACTIVE" and active["OS-SRV-USG:launched_at"]
 
 

@@ -4,9 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +14,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.conftest import SimUpstream
+from tests.support.api_client import action_status
 from tests.support.decision_point import DecisionPoint, decision_point
-from tests.support.gateway import admin_url, base_url
-from tests.support.processes import free_port
+from tests.support.gateway import admin_url, base_url, run_gateway, with_noauth
+from tests.support.waiting import wait_until
 from tests.unit.test_policy import write
 
 PAUSE = "os_compute_api:os-pause-server:pause"
@@ -27,16 +25,7 @@ DEEP = f'"{PAUSE}": "{"not " * 9_999}role:member"\n'
 
 
 async def post_pause(gateway: str, server_id: str, token: str) -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{gateway}/v2.1/servers/{server_id}/action",
-            data=json.dumps({"pause": None}),
-            headers={"X-Auth-Token": token, "Content-Type": "application/json"},
-        ) as response,
-    ):
-        await response.read()
-        return response.status
+    return await action_status(gateway, server_id, {"pause": None}, token)
 
 
 async def scrape(admin: str) -> dict[str, float]:
@@ -92,42 +81,15 @@ async def test_deep_rule_reload_is_refused_and_counted(
 def test_deep_rule_at_start_exits_2_naming_the_rule(tmp_path: Path) -> None:
     policies = tmp_path / "policies"
     write(policies / "policy.yaml", DEEP)
-    config_file = tmp_path / "gateway.conf"
-    config_file.write_text(
-        f"[identity]\nmode = noauth\nallow_noauth = true\n[policy]\npolicy_dir = {policies}\n"
-    )
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "gateway",
-            "--config-file",
-            str(config_file),
-            "--upstream-url",
-            "http://127.0.0.1:9/v2.1",
-            "--listen",
-            f"127.0.0.1:{free_port()}",
-            "--admin-listen",
-            f"127.0.0.1:{free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    sections = with_noauth({"policy": {"policy_dir": policies}})
+    result = run_gateway(tmp_path, sections, "--upstream-url", "http://127.0.0.1:9/v2.1")
     assert result.returncode == 2, result.stderr
     assert f"cannot start: policy.yaml: {PAUSE}: nests 'not' and parentheses" in result.stderr
     assert "Traceback" not in result.stderr
 
 
 def test_enforce_scope_false_exits_2(tmp_path: Path) -> None:
-    config_file = tmp_path / "gateway.conf"
-    config_file.write_text("[policy]\nenforce_scope = false\n")
-    result = subprocess.run(
-        [sys.executable, "-m", "gateway", "--config-file", str(config_file)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    result = run_gateway(tmp_path, {"policy": {"enforce_scope": "false"}})
     assert result.returncode == 2, result.stderr
     assert "invalid configuration: [policy] enforce_scope: false is not supported" in (
         result.stderr
@@ -163,9 +125,9 @@ async def test_remote_check_decides_off_the_loop(
     # gateway answers other requests meanwhile.
     started = time.monotonic()
     slow = asyncio.ensure_future(
-        _post(api, server, {"unpause": None}, "alice:p1"),
+        action_status(api, server, {"unpause": None}, "alice:p1"),
     )
-    await asyncio.sleep(0.2)
+    await wait_until(lambda: point.asked, what="the slow decision point to be asked")
     async with aiohttp.ClientSession() as session, session.get(f"{admin}/healthz") as response:
         assert response.status == 200
     assert time.monotonic() - started < 0.9  # before the decision point gave up
@@ -174,14 +136,3 @@ async def test_remote_check_decides_off_the_loop(
     assert novasim_upstream.actions_received(server) == [b'{"pause": null}']
 
 
-async def _post(api: str, server: str, body: Any, token: str) -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{api}/v2.1/servers/{server}/action",
-            data=json.dumps(body),
-            headers={"X-Auth-Token": token, "Content-Type": "application/json"},
-        ) as response,
-    ):
-        await response.read()
-        return response.status

@@ -5,35 +5,28 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from tests.integration.conftest import SimUpstream
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.gateway import start_gateway_process_async, with_noauth
+from tests.support.processes import ServerProcess
+from tests.support.waiting import wait_until
 
 # A noauth token: its user and project are logged as fields, the token itself never.
 TOKEN = "alice:p1:member,reader"
 
 
 async def start(upstream: str, tmp_path: Path, access_log: bool) -> tuple[ServerProcess, str]:
-    config = tmp_path / f"gateway-{access_log}.conf"
-    config.write_text(
-        f"[gateway]\naccess_log = {access_log}\n"
-        "[identity]\nmode = noauth\nallow_noauth = true\n"
-        "[server_lookup]\ncache_ttl = 0\n"
+    sections = with_noauth(
+        {"gateway": {"access_log": access_log}, "server_lookup": {"cache_ttl": 0}}
     )
-    admin = f"127.0.0.1:{free_port()}"
-    argv = [
-        sys.executable, "-m", "gateway", "--config-file", str(config),
-        "--upstream-url", upstream, "--workers", "1",
-        "--listen", f"127.0.0.1:{free_port()}", "--admin-listen", admin,
-    ]  # fmt: skip
-    process = await asyncio.to_thread(start_server, f"gateway-{access_log}", argv, log_dir=tmp_path)
-    return process, f"http://{admin}"
+    lab = await start_gateway_process_async(
+        upstream, tmp_path, tmp_path, sections, name=f"gateway-{access_log}"
+    )
+    return lab.process, lab.admin_url
 
 
 async def exchange(url: str, token: str | None = None, body: Any = None) -> tuple[int, str]:
@@ -74,10 +67,7 @@ async def test_request_lines_are_json_with_the_request_id_and_nothing_secret(
             for path in ("/healthz", "/readyz", "/metrics"):
                 async with aiohttp.ClientSession() as session, session.get(admin + path) as r:
                     assert r.status == 200
-        deadline = time.monotonic() + 10
-        while len(request_lines(on)) < 3:
-            assert time.monotonic() < deadline, on.log_tail()
-            await asyncio.sleep(0.02)
+        await wait_until(lambda: len(request_lines(on)) >= 3, what="three request lines")
     finally:
         assert on.stop() == 0 and off.stop() == 0
     shown, refused, denied = answers[on]

@@ -12,9 +12,10 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from tests.support.facts_lab import MAX_LAG, Worker, facts_lab, wait_live, wait_until
+from tests.support.facts_lab import MAX_LAG, Worker, facts_lab, wait_live
 from tests.support.gateway import admin_url
 from tests.support.rabbit import broker_outage, queues_named, require_rabbit
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 

@@ -8,10 +8,8 @@ Needs RabbitMQ on 127.0.0.1:5672 (or $NOVA_GATEWAY_RABBIT_URL); missing, the tes
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -23,11 +21,17 @@ from tests.support.facts_lab import (
     facts_lab,
     mirror_options,
     post_action,
-    wait_until,
 )
-from tests.support.gateway import admin_url, running_gateway
-from tests.support.processes import LOOPBACK, free_port, repo_root, start_server
+from tests.support.gateway import (
+    admin_url,
+    running_gateway,
+    start_gateway_process_async,
+    with_noauth,
+)
+from tests.support.novasim_lab import running_novasim
+from tests.support.processes import free_port
 from tests.support.rabbit import queues_named, require_rabbit, unique
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.filterwarnings("ignore:Invalid uuid")
 
@@ -172,31 +176,21 @@ async def test_each_worker_reads_its_own_queue_which_goes_with_it(rabbit: str) -
 
 async def test_a_killed_gateway_leaves_no_queue_behind(rabbit: str, tmp_path: Path) -> None:
     prefix = unique("nova-gateway-kill")
-    config = tmp_path / "gateway.conf"
-    config.write_text(
-        "[identity]\nmode = noauth\nallow_noauth = true\n"
-        f"[server_facts]\nnotifications_url = {rabbit}\nqueue_prefix = {prefix}\n"
-        f"heartbeat_interval = {HEARTBEAT}\n"
+    sections = with_noauth(
+        {
+            "server_facts": {
+                "notifications_url": rabbit,
+                "queue_prefix": prefix,
+                "heartbeat_interval": HEARTBEAT,
+            }
+        }
     )
-    from aiohttp.test_utils import TestServer
-
-    from novasim import SimConfig, create_app
-
-    sim = TestServer(create_app(SimConfig(seed=1)), host="127.0.0.1")
-    await sim.start_server()
-    argv = [
-        sys.executable, "-m", "gateway", "--config-file", str(config),
-        "--upstream-url", f"http://127.0.0.1:{sim.port}/v2.1",
-        "--listen", f"{LOOPBACK}:{free_port()}", "--admin-listen", f"{LOOPBACK}:{free_port()}",
-        "--workers", "2",
-    ]  # fmt: skip
-    process = await asyncio.to_thread(
-        start_server, "gateway", argv, cwd=repo_root(), ready_timeout=30.0, log_dir=tmp_path
-    )
-    try:
-        await wait_until(lambda: len(queues_named(prefix)) == 2, 20.0, "both workers' queues")
-        os.killpg(process.pid, signal.SIGKILL)  # supervisor and workers, no goodbye
-        await wait_until(lambda: not queues_named(prefix), 20.0, "the broker to drop the queues")
-    finally:
-        process.stop()
-        await sim.close()
+    async with running_novasim() as nova:
+        lab = await start_gateway_process_async(nova.url, tmp_path, tmp_path, sections, workers=2)
+        process = lab.process
+        try:
+            await wait_until(lambda: len(queues_named(prefix)) == 2, 20.0, "both queues")
+            os.killpg(process.pid, signal.SIGKILL)  # supervisor and workers, no goodbye
+            await wait_until(lambda: not queues_named(prefix), 20.0, "the queues dropped")
+        finally:
+            process.stop()

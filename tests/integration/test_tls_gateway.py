@@ -26,7 +26,7 @@ from gateway.config import ConfigError
 from gateway.web.server import Listeners
 from tests.conftest import skip_or_fail
 from tests.integration.upstream import FakeUpstream
-from tests.support.gateway import running_gateway
+from tests.support.gateway import admin_url, base_url, running_gateway
 from tests.support.tls_lab import (
     Authority,
     Issued,
@@ -100,13 +100,11 @@ def received(server: TestServer) -> list[Any]:
 
 
 def api(listeners: Listeners) -> str:
-    host, port = listeners.api_address
-    return f"https://{host}:{port}"
+    return base_url(listeners, "https")
 
 
 def admin(listeners: Listeners) -> str:
-    host, port = listeners.admin_address
-    return f"https://{host}:{port}"
+    return admin_url(listeners, "https")
 
 
 def listener_options(pki: Pki, **more: Any) -> dict[str, Any]:
@@ -371,17 +369,6 @@ async def https_keystone(pki: Pki) -> AsyncIterator[str]:
         await server.close()
 
 
-@pytest.fixture
-async def plain_upstream() -> AsyncIterator[tuple[FakeUpstream, str]]:
-    upstream = FakeUpstream()
-    server = TestServer(upstream.app(), host="127.0.0.1")
-    await server.start_server()
-    try:
-        yield upstream, f"http://127.0.0.1:{server.port}/v2.1"
-    finally:
-        await server.close()
-
-
 def keystone_options(url: str, ca_file: Path | None) -> dict[str, Any]:
     options: dict[str, Any] = {
         "identity.mode": "keystone",
@@ -394,9 +381,9 @@ def keystone_options(url: str, ca_file: Path | None) -> dict[str, Any]:
 
 
 async def test_keystone_over_https_is_verified_with_its_ca(
-    pki: Pki, https_keystone: str, plain_upstream: tuple[FakeUpstream, str]
+    pki: Pki, https_keystone: str, fake_upstream: tuple[FakeUpstream, str]
 ) -> None:
-    _upstream, url = plain_upstream
+    _upstream, url = fake_upstream
     async with (
         running_gateway(
             url, keystone_options(https_keystone, pki.authority.cert_file)
@@ -416,9 +403,9 @@ async def test_keystone_over_https_is_verified_with_its_ca(
 
 @pytest.mark.parametrize("ca", ["another CA", "the system's trust store"])
 async def test_a_keystone_we_cannot_verify_is_never_asked(
-    pki: Pki, https_keystone: str, plain_upstream: tuple[FakeUpstream, str], ca: str
+    pki: Pki, https_keystone: str, fake_upstream: tuple[FakeUpstream, str], ca: str
 ) -> None:
-    upstream, url = plain_upstream
+    upstream, url = fake_upstream
     ca_file = pki.stranger.cert_file if ca == "another CA" else None
     with capture_logs() as logs:
         async with (

@@ -25,7 +25,7 @@ from gateway.audit.sinks import MessagingSink, Sealed, SinkError
 from gateway.audit.trail import build_audit_trail
 from gateway.config import ConfigError
 from gateway.tls.messaging import RabbitTLS, messaging_conf
-from tests.support.audit import wait_until, write_key
+from tests.support.audit import write_key
 from tests.support.bus import broker_address, listener, require_rabbit
 from tests.support.tls_lab import (
     Authority,
@@ -34,6 +34,7 @@ from tests.support.tls_lab import (
     every_log_level,  # noqa: F401
     tls_relay,
 )
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("every_log_level")
 

@@ -9,8 +9,6 @@ import http.client
 import shutil
 import signal
 import ssl
-import sys
-import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,8 +17,10 @@ from cryptography import x509
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.integration.upstream import FakeUpstream
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.gateway import start_gateway_process_async, with_noauth
+from tests.support.processes import ServerProcess
 from tests.support.tls_lab import Authority, Issued
+from tests.support.waiting import wait_until
 
 
 def install(issued: Issued, directory: Path) -> None:
@@ -83,10 +83,9 @@ async def served_serial(port: int, authority: Authority) -> str:
 
 
 async def wait_for_lines(process: ServerProcess, text: str, count: int) -> None:
-    deadline = time.monotonic() + 15
-    while process.log_path.read_text().count(text) < count:
-        assert time.monotonic() < deadline, f"{count} x {text!r}:\n{process.log_tail()}"
-        await asyncio.sleep(0.02)
+    await wait_until(
+        lambda: process.log_path.read_text().count(text) >= count, 15, f"{count} x {text!r}"
+    )
 
 
 async def expiry_metric(admin_port: int) -> float:
@@ -112,21 +111,19 @@ async def test_renewed_certificate_after_sighup_and_after_a_file_change(
         authority.issue("nova-gateway", valid_for=timedelta(days=days)) for days in (1, 2, 3)
     )
     install(first, tmp_path)
-    config = tmp_path / "gateway.conf"
-    config.write_text(
-        "[gateway]\n"
-        f"tls_cert_file = {tmp_path / 'tls.pem'}\n"
-        f"tls_key_file = {tmp_path / 'tls.key'}\n"
-        "tls_reload_interval = 0.2\n"
-        "[identity]\nmode = noauth\nallow_noauth = true\n"
+    sections = with_noauth(
+        {
+            "gateway": {
+                "tls_cert_file": tmp_path / "tls.pem",
+                "tls_key_file": tmp_path / "tls.key",
+                "tls_reload_interval": 0.2,
+            }
+        }
     )
-    port, admin = free_port(), free_port()
-    argv = [
-        sys.executable, "-m", "gateway", "--config-file", str(config),
-        "--upstream-url", upstream_url, "--workers", "2",
-        "--listen", f"127.0.0.1:{port}", "--admin-listen", f"127.0.0.1:{admin}",
-    ]  # fmt: skip
-    process = await asyncio.to_thread(start_server, "gateway", argv, ready_timeout=60)
+    lab = await start_gateway_process_async(
+        upstream_url, tmp_path, tmp_path, sections, workers=2, ready_timeout=60
+    )
+    process, port, admin = lab.process, lab.api_port, lab.admin_port
     kept = Client(port, authority)
     try:
         assert process.url == f"https://127.0.0.1:{port}/v2.1"  # READY names the scheme

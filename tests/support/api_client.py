@@ -119,3 +119,23 @@ def _parse(raw: bytes, content_type: str) -> Any:
         return json.loads(raw)
     except ValueError:
         return raw
+
+
+async def post_action(
+    base: str, server_id: str, body: Any, token: str = "alice:p1", **headers: str
+) -> tuple[int, Any]:
+    """``POST <base>/v2.1/servers/<id>/action`` in a session of its own: the status and
+    the answer's JSON (``{}`` for an empty answer). ``body`` bytes are sent as they are."""
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    sent = {"X-Auth-Token": token, "Content-Type": "application/json", **headers}
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{base}/v2.1/servers/{server_id}/action", data=data, headers=sent) as answer,
+    ):
+        text = await answer.text()
+        return answer.status, (json.loads(text) if text else {})
+
+
+async def action_status(base: str, server_id: str, body: Any, token: str = "alice:p1") -> int:
+    """The status alone of ``post_action``."""
+    return (await post_action(base, server_id, body, token))[0]

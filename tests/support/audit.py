@@ -6,12 +6,10 @@ Owns test wiring only; it must never change gateway behaviour nor edit an audit 
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
-import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,13 +132,6 @@ def requests_by_global_id(records: list[dict[str, Any]]) -> dict[str, list[dict[
 def outcomes_of(records: list[dict[str, Any]], request_id: str) -> list[dict[str, Any]]:
     """The outcome records that follow the decision with this (gateway) request id."""
     return [r for r in records if r.get("event") == "outcome" and r["request_id"] == request_id]
-
-
-async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        await asyncio.sleep(0.01)
 
 
 class GatedSink:

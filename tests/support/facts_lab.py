@@ -6,21 +6,19 @@ change gateway behaviour.
 
 from __future__ import annotations
 
-import asyncio
-import json
-import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 from aiohttp.test_utils import TestServer
 
 from gateway.pipeline import Gate
 from gateway.web.server import Listeners
+from tests.support.api_client import action_status as post_action
 from tests.support.gateway import base_url, running_gateway
 from tests.support.rabbit import unique
+from tests.support.waiting import wait_until
 
 HEARTBEAT = 0.1
 MAX_LAG = 1.0
@@ -87,26 +85,6 @@ class FactsLab:
         return str([sid for owner, sid in self.sim.seeded_ids() if owner == project][index])
 
 
-async def post_action(base: str, server_id: str, body: Any, token: str = "alice:p1") -> int:
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{base}/v2.1/servers/{server_id}/action",
-            data=json.dumps(body),
-            headers={"X-Auth-Token": token, "Content-Type": "application/json"},
-        ) as response,
-    ):
-        await response.read()
-        return response.status
-
-
-async def wait_until(predicate: Any, timeout: float, what: str) -> float:
-    """Seconds it took for ``predicate()`` to hold; AssertionError past ``timeout``."""
-    started = time.monotonic()
-    while not predicate():
-        assert time.monotonic() - started < timeout, f"timed out after {timeout} s: {what}"
-        await asyncio.sleep(0.005)
-    return time.monotonic() - started
 
 
 async def wait_live(workers: list[Worker], timeout: float = 15.0) -> None:

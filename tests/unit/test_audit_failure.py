@@ -34,10 +34,10 @@ from tests.support.audit import (
     requests_by_global_id,
     send,
     simulator,
-    wait_until,
     write_key,
 )
 from tests.support.gateway import admin_url, base_url, gateway_conf, running_gateway
+from tests.support.waiting import wait_until, wait_until_blocking
 
 
 def break_directory(directory: Path, saved: Path) -> None:
@@ -254,7 +254,10 @@ def test_file_sink_rotates_by_age(tmp_path: Path) -> None:
     for number in range(3):
         sealed, line = chain.seal(request(number))
         sink.write([Sealed(sealed, line, "x")])
-        time.sleep(0.06)
+        # Until the open file is older than rotate_seconds (the condition itself).
+        wait_until_blocking(
+            lambda: time.monotonic() - sink._opened >= sink.rotate_seconds, what="the file's age"
+        )
     sink.close()
     files = sorted(tmp_path.glob("*.jsonl"))
     assert [path.name for path in files] == [

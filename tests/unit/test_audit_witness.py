@@ -23,8 +23,9 @@ from gateway.audit.trail import AuditTrail, build_audit_trail, control_record
 from gateway.audit.witness import DirectoryWitness, Head, RedisWitness, WitnessError
 from gateway.audit.worker import SinkWorker, WitnessPolicy
 from tests.conftest import skip_or_fail
-from tests.support.audit import KEY, audit_overrides, wait_until, write_key
+from tests.support.audit import KEY, audit_overrides, write_key
 from tests.support.gateway import gateway_conf
+from tests.support.waiting import wait_until
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 

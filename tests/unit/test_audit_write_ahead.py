@@ -24,7 +24,8 @@ from gateway.audit.trail import AuditTrail, control_record
 from gateway.audit.worker import SinkWorker
 from gateway.call import Call
 from gateway.nova.faults import Fault
-from tests.support.audit import KEY, GatedSink, action_call, wait_until, write_key
+from tests.support.audit import KEY, GatedSink, action_call, write_key
+from tests.support.waiting import wait_until
 
 CALLS = 40
 

@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
 
 import pytest
 
 from gateway.nova.faults import Fault, Shape, not_routed, render_fault
+from novasim import faults as sim_faults
+
+STATUSES = (400, 401, 403, 404, 405, 406, 409, 410, 413, 415, 429, 500, 501, 502, 503, 504)
 
 
-@pytest.mark.parametrize(
-    ("status", "name"),
-    [
-        (400, "badRequest"),
-        (401, "unauthorized"),
-        (403, "forbidden"),
-        (404, "itemNotFound"),
-        (405, "badMethod"),
-        (409, "conflictingRequest"),
-        (413, "overLimit"),
-        (415, "badMediaType"),
-        (429, "overLimit"),
-        (501, "notImplemented"),
-        (503, "serviceUnavailable"),
-        (406, "computeFault"),
-        (410, "computeFault"),
-        (500, "computeFault"),
-        (502, "computeFault"),
-        (504, "computeFault"),
-    ],
-)
-def test_names(status: int, name: str) -> None:
-    assert json.loads(render_fault(status, "m")) == {name: {"code": status, "message": "m"}}
+@pytest.mark.parametrize("status", STATUSES)
+def test_names_as_novasim_writes_them(status: int) -> None:
+    """novasim's own fault table (written apart from the gateway's) is the judge."""
+    expected = json.loads(sim_faults.Fault(status, "m").body())
+    assert json.loads(render_fault(status, "m")) == expected
+
+
+def test_names_as_nova_documents_them(shared_dir: Path) -> None:
+    """The table of nova-actions.md §A.4, read where it lives (../shared/nova)."""
+    text = (shared_dir / "nova" / "nova-actions.md").read_text(encoding="utf-8")
+    section = text[text.index("### A.4") :]
+    rows = dict(re.findall(r"^\| (\d{3}) \| `(\w+)` \|$", section, re.MULTILINE))
+    assert len(rows) == 11, rows
+    for status in STATUSES:
+        name = rows.get(str(status), "computeFault")
+        assert json.loads(render_fault(status, "m")) == {name: {"code": status, "message": "m"}}
 
 
 def test_retry_after_for_over_limit_only() -> None:

@@ -15,9 +15,10 @@ from typing import Any
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, rsa
 from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
 
+from gateway.identity.credentials import Credentials
 from gateway.identity.signed_jwt import ClaimNames, JwtAuthenticator, thumbprint
 from gateway.nova.faults import Fault
 
@@ -109,6 +110,20 @@ async def make(
     return authenticator
 
 
+async def accepted(authenticator: JwtAuthenticator, token: str) -> Credentials:
+    """Authenticates ``token`` and checks the credentials against the claims the token
+    itself carries (read without the gateway: PyJWT's unverified decode)."""
+    payload = jwt.decode(token, options={"verify_signature": False})
+    credentials = await authenticator.authenticate([("X-Auth-Token", token)])
+    assert credentials.user_id == payload["sub"]
+    assert credentials.project_id == payload.get("project_id")
+    assert credentials.roles == {role.lower() for role in payload.get("roles", [])}
+    assert credentials.expires_at == payload["exp"]
+    assert credentials.mode == "jwt"
+    assert credentials.extra == {"issuer": payload["iss"]}
+    return credentials
+
+
 async def refused(authenticator: JwtAuthenticator, token: str, reason: str) -> Fault:
     with pytest.raises(Fault) as caught:
         await authenticator.authenticate([("X-Auth-Token", token)])
@@ -151,9 +166,9 @@ async def test_kid_selects_the_key_by_file_name_or_thumbprint(
     authenticator = await make(
         [write_pem(tmp_path / "2026-a.pem", rsa_key), write_pem(tmp_path / "b.pem", other)]
     )
-    await authenticator.authenticate([("X-Auth-Token", sign(rsa_key, "RS256", claims(), "2026-a"))])
+    await accepted(authenticator, sign(rsa_key, "RS256", claims(), "2026-a"))
     by_thumb = sign(other, "ES256", claims(), thumbprint(other.public_key()))
-    await authenticator.authenticate([("X-Auth-Token", by_thumb)])
+    await accepted(authenticator, by_thumb)
     # A kid naming another key is refused even though the signer's key is loaded.
     await refused(authenticator, sign(rsa_key, "RS256", claims(), "b"), "token_unknown_key")
 
@@ -161,9 +176,7 @@ async def test_kid_selects_the_key_by_file_name_or_thumbprint(
 async def test_leeway_covers_small_clock_skew(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
     authenticator = await make([write_pem(tmp_path / "k.pem", rsa_key)], leeway=30)
     now = int(time.time())
-    await authenticator.authenticate(
-        [("X-Auth-Token", sign(rsa_key, "RS256", claims(exp=now - 10, nbf=now + 10)))]
-    )
+    await accepted(authenticator, sign(rsa_key, "RS256", claims(exp=now - 10, nbf=now + 10)))
 
 
 # -- refused tokens --------------------------------------------------------------------
@@ -310,13 +323,13 @@ async def test_key_file_rotation_is_picked_up(tmp_path: Path) -> None:
     path = write_pem(tmp_path / "signer.pem", old)
     authenticator = await make([path], clock=clock)
     old_token, new_token = sign(old, "ES256", claims()), sign(new, "ES256", claims())
-    await authenticator.authenticate([("X-Auth-Token", old_token)])
+    await accepted(authenticator, old_token)
 
     write_pem(tmp_path / "signer.pem", new)
     clock.now += 0.5  # files are stat()ed at most once a second
     await refused(authenticator, new_token, "token_bad_signature")
     clock.now += 0.6
-    await authenticator.authenticate([("X-Auth-Token", new_token)])
+    await accepted(authenticator, new_token)
     await refused(authenticator, old_token, "token_bad_signature")
 
 
@@ -330,7 +343,7 @@ async def test_rewritten_in_place_key_file_is_picked_up(tmp_path: Path) -> None:
     authenticator = await make([str(path)], clock=clock)
     path.write_bytes(public_pem(ed_key))
     clock.now += 1
-    await authenticator.authenticate([("X-Auth-Token", sign(ed_key, "EdDSA", claims()))])
+    await accepted(authenticator, sign(ed_key, "EdDSA", claims()))
 
 
 async def test_deleted_key_file_revokes_its_key(tmp_path: Path, rsa_key: rsa.RSAPrivateKey) -> None:
@@ -338,7 +351,7 @@ async def test_deleted_key_file_revokes_its_key(tmp_path: Path, rsa_key: rsa.RSA
     path = write_pem(tmp_path / "k.pem", rsa_key)
     authenticator = await make([path], clock=clock)
     token = sign(rsa_key, "RS256", claims())
-    await authenticator.authenticate([("X-Auth-Token", token)])
+    await accepted(authenticator, token)
     os.unlink(path)
     clock.now += 1
     await refused(authenticator, token, "token_unknown_key")
@@ -353,7 +366,7 @@ async def test_unparsable_key_file_keeps_last_good_keys(
     Path(path).write_bytes(b"-----BEGIN PUBLIC KEY-----\nMIIB")  # half written
     clock.now += 1
     token = sign(rsa_key, "RS256", claims())
-    await authenticator.authenticate([("X-Auth-Token", token)])
+    await accepted(authenticator, token)
 
 
 async def test_private_key_in_key_file_is_refused(tmp_path: Path) -> None:
@@ -413,8 +426,8 @@ async def test_jwks_keys_kids_and_rotation(tmp_path: Path, rsa_key: rsa.RSAPriva
         "e1",
         "r1",
     ]
-    await authenticator.authenticate([("X-Auth-Token", sign(rsa_key, "RS256", claims(), "r1"))])
-    await authenticator.authenticate([("X-Auth-Token", sign(ec_key, "ES256", claims(), "e1"))])
+    await accepted(authenticator, sign(rsa_key, "RS256", claims(), "r1"))
+    await accepted(authenticator, sign(ec_key, "ES256", claims(), "e1"))
     # the JWK pins RS256: a PS256 token from the same key is refused
     await refused(authenticator, sign(rsa_key, "PS256", claims(), "r1"), "token_algorithm_refused")
     ps = await make(jwks_file=path, algorithms=["RS256", "PS256"])
@@ -423,7 +436,7 @@ async def test_jwks_keys_kids_and_rotation(tmp_path: Path, rsa_key: rsa.RSAPriva
 
     write_jwks(tmp_path / "jwks.json", [jwk(ed_key, kid="e2")])
     clock.now += 1
-    await authenticator.authenticate([("X-Auth-Token", sign(ed_key, "EdDSA", claims(), "e2"))])
+    await accepted(authenticator, sign(ed_key, "EdDSA", claims(), "e2"))
     await refused(authenticator, sign(ec_key, "ES256", claims(), "e1"), "token_unknown_key")
 
 
@@ -490,3 +503,13 @@ async def test_service_token_file_is_read_and_rotated(
     with pytest.raises(Fault) as caught:
         await authenticator.service_token()
     assert caught.value.status == 503
+
+
+async def test_jwks_ed448_key_without_alg_is_usable(tmp_path: Path) -> None:
+    """PyJWKSet infers no algorithm for an Ed448 JWK: the gateway names EdDSA for it."""
+    key = ed448.Ed448PrivateKey.generate()
+    data = OKPAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    path = write_jwks(tmp_path / "jwks.json", [{**data, "kid": "ed448"}])
+    authenticator = await make(jwks_file=path)
+    assert [key.algorithms for key in authenticator.keys] == [frozenset({"EdDSA"})]
+    await accepted(authenticator, sign(key, "EdDSA", claims(), "ed448"))

@@ -19,8 +19,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
-from gateway.identity.keystone import KeystoneAuthenticator, TtlLru, token_key
+from gateway.identity.cache import token_key
+from gateway.identity.keystone import KeystoneAuthenticator
 from gateway.nova.faults import Fault, Shape
+from tests.support.waiting import wait_until
 
 SERVICE_PASSWORD = "service-secret"
 USER_TOKEN = "gAAAAAB-user-token-alice"
@@ -275,7 +277,7 @@ async def test_concurrent_validations_of_one_token_are_coalesced(lab: Lab) -> No
     await authenticator.service_token()  # so the gate holds only validations
     calls = [asyncio.ensure_future(authenticator.authenticate(auth())) for _ in range(50)]
     calls.append(asyncio.ensure_future(authenticator.authenticate(auth("other"))))
-    await asyncio.sleep(0.1)
+    await wait_until(lambda: lab.keystone.validations == 2, what="both validations at the gate")
     calls[0].cancel()  # the first caller going away must not cancel the others' answer
     lab.keystone.gate.set()
     results = await asyncio.gather(*calls, return_exceptions=True)
@@ -289,7 +291,8 @@ async def test_coalesced_refusals_are_separate_faults(lab: Lab) -> None:
     authenticator = lab.make()
     await authenticator.service_token()
     calls = [asyncio.ensure_future(authenticator.authenticate(auth("bad"))) for _ in range(5)]
-    await asyncio.sleep(0.05)
+    await wait_until(lambda: lab.keystone.validations == 1, what="the validation at the gate")
+    await wait_until(lambda: all(not call.done() for call in calls), what="every caller waiting")
     lab.keystone.gate.set()
     faults = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(f, Fault) and f.status == 401 for f in faults)
@@ -404,16 +407,3 @@ async def test_raw_tokens_are_never_cache_keys_nor_logged(lab: Lab) -> None:
     assert all(isinstance(key, bytes) and len(key) == 32 for key in keys)
     text = repr(logs) + repr(fault) + str(fault) + repr(authenticator)
     assert "gAAAA" not in text and SERVICE_PASSWORD not in text
-
-
-def test_ttl_lru_unit() -> None:
-    now = [0.0]
-    cache: TtlLru[str] = TtlLru(2, lambda: now[0])
-    cache.put(b"a", "A", 10)
-    cache.put(b"zero", "Z", 0)  # ttl 0: not stored
-    assert cache.get(b"zero") is None
-    now[0] = 9.99
-    assert cache.get(b"a") == "A"
-    now[0] = 10.0
-    assert cache.get(b"a") is None
-    assert len(cache) == 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ from gateway.policy.engine import (
     rules_for,
 )
 from tests.support import nova_policy
+from tests.support.waiting import wait_until
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO_ROOT / "policies" / "policy.d" / "site-examples.yaml"
@@ -375,17 +375,11 @@ async def test_start_stop_reloads_in_the_background(
     await engine.start()
     try:
         write(tmp_path / "policy.yaml", f'"{PAUSE}": "rule:context_is_admin"')
-        for _ in range(100):
-            if engine.reloads:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: engine.reloads, what="the reload")
         assert engine.reloads == 1
         assert not engine.decide(PAUSE, TARGET, MEMBER).allowed
         write(tmp_path / "policy.yaml", "{{{")
-        for _ in range(100):
-            if engine.reload_failures:
-                break
-            await asyncio.sleep(0.05)
+        await wait_until(lambda: engine.reload_failures, what="the failed reload")
         assert not engine.last_reload_ok
     finally:
         await engine.stop()

@@ -18,6 +18,7 @@ from gateway.notifications.feed import FeedSettings, NotificationFeed
 from gateway.nova.catalogue import FactsEffect
 from gateway.servers.facts import Grade, ServerFacts
 from gateway.servers.store import FactsStore, StoreSettings
+from tests.support.waiting import wait_until
 
 SERVER = "6c2ad1a2-7a3c-4b9d-9a86-8e6d7d2b2f4e"
 
@@ -118,7 +119,9 @@ async def test_without_a_bus_an_expired_copy_is_read_again() -> None:
     nova = Nova()
     cache = store(nova, ttl=0.01)
     await known(cache)
-    await asyncio.sleep(0.02)
+    entry = cache.peek(SERVER)
+    assert entry is not None
+    await wait_until(lambda: time.monotonic() >= entry.expires, what="the copy's expiry")
     again, reads = await known(cache)
     assert again.grade is Grade.FRESH and reads == ["expired"]
 
@@ -203,7 +206,8 @@ async def test_a_forwarded_action_is_pending_until_its_notification() -> None:
     mirror.on_event(event())
     mirror.forwarded(SERVER, FactsEffect.STATE, 202, "req-p", caller_project="p1")
     waiting = asyncio.ensure_future(known(mirror))
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0)  # one turn of the loop: known() now waits on the pending mark
+    assert not waiting.done()
     mirror.on_event(event(vm_state="paused", request_id="req-p"))
     result, reads = await waiting
     assert result.grade is Grade.COHERENT and result.facts.vm_state == "paused" and reads == []
