@@ -21,11 +21,11 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import (
     FixedWindowRateLimiter,
     MovingWindowRateLimiter,
-    SlidingWindowCounterRateLimiter,
 )
 from limits.aio.strategies import RateLimiter as Strategy
 from limits.errors import ConfigurationError, StorageError
@@ -55,6 +55,7 @@ from gateway.ratelimit.view import (
     limits_entries,
     rate_headers,
 )
+from gateway.ratelimit.windows import MemoryWindows, RedisWindows, WindowStore
 from gateway.tls.contexts import ClientFiles, redis_tls_options, verification_failure
 
 __all__ = [
@@ -76,9 +77,13 @@ T = TypeVar("T")
 _LIMITS_PATH = "/limits"
 CHECK_TIMEOUTS = 3  # a whole check may take this many storage timeouts
 _WARM_UP = parse("1/second")
+# The default, counted by the gateway itself (gateway.ratelimit.windows): O(1) per rule,
+# one Redis round trip per check.
+SLIDING_WINDOW_COUNTER = "sliding-window-counter"
+# `limits`' own strategies, kept for operators who chose them: moving-window's cost grows
+# with the limit (it keeps every hit), and each takes a round trip per rule and step.
 STRATEGIES: Mapping[str, Callable[[Storage], Strategy]] = {
     "moving-window": MovingWindowRateLimiter,
-    "sliding-window-counter": SlidingWindowCounterRateLimiter,
     "fixed-window": FixedWindowRateLimiter,
 }
 
@@ -142,7 +147,7 @@ class RateLimiter:
         policy: PolicyEngine,
         *,
         storage_url: str = "memory://",
-        strategy: str = "moving-window",
+        strategy: str = SLIDING_WINDOW_COUNTER,
         key_prefix: str = "nova_gateway",
         timeout: float = 0.1,
         fail_closed: bool = False,
@@ -158,7 +163,20 @@ class RateLimiter:
         self.breaker = CircuitBreaker(breaker_cooldown)
         self.storage = _storage(storage_url, key_prefix, timeout, tls or ClientFiles())
         self.shared = not isinstance(self.storage, MemoryStorage)
-        self._strategy: Strategy = STRATEGIES[strategy](self.storage)
+        self._key_prefix = key_prefix
+        self._windows: WindowStore | None = None
+        self._strategy: Strategy | None = None
+        if strategy != SLIDING_WINDOW_COUNTER:
+            self._strategy = STRATEGIES[strategy](self.storage)
+        elif isinstance(self.storage, RedisStorage) and isinstance(
+            self.storage.bridge, RedispyBridge
+        ):
+            # The client limits built (Sentinel's primary, the cluster, TLS): ours to script.
+            self._windows = RedisWindows(self.storage.bridge.get_connection())
+        elif not self.shared:
+            self._windows = MemoryWindows()
+        else:
+            raise ConfigurationError(f"strategy {strategy!r} needs memory:// or Redis")
         self._errors: tuple[type[BaseException], ...] = (
             StorageError,
             TimeoutError,
@@ -205,7 +223,11 @@ class RateLimiter:
             return
         try:
             async with asyncio.timeout(max(1.0, CHECK_TIMEOUTS * self._timeout)):
-                await self._strategy.get_window_stats(_WARM_UP, "warm-up")
+                if self._windows is not None:
+                    key = self._key(("warm-up", ""))
+                    await self._windows.check([key], [_WARM_UP], 0, self._clock())
+                elif self._strategy is not None:
+                    await self._strategy.get_window_stats(_WARM_UP, "warm-up")
         except self._errors as exc:
             self.breaker.failed()
             self.storage_errors += 1
@@ -284,6 +306,47 @@ class RateLimiter:
     ) -> Fault | None:
         if not counted:
             return None
+        if self._windows is not None:
+            usages, short = await self._count_windows(self._windows, credentials, counted, cost)
+        else:
+            usages, short = await self._count_limits(credentials, counted, cost)
+        now = self._clock()
+        if short:
+            usage = max(short, key=lambda u: u.reset_at)
+            call.rate_limit, call.rate_limit_rule = "refused", usage.rule.name
+            call.answer_headers.extend(rate_headers(usage, 0, now))
+            return _refusal(usage, cost, now)
+        tightest = min(usages, key=lambda u: (u.remaining - cost, -u.reset_at))
+        call.rate_limit, call.rate_limit_rule = "allowed", tightest.rule.name
+        call.answer_headers.extend(rate_headers(tightest, tightest.remaining - cost, now))
+        return None
+
+    async def _count_windows(
+        self,
+        windows: WindowStore,
+        credentials: Credentials,
+        counted: Sequence[tuple[Rule, RateLimitItem]],
+        cost: int,
+    ) -> tuple[list[Usage], list[Usage]]:
+        """Every rule checked and counted at once: all of them, or none."""
+        keys = [self._key(_identifiers(rule, credentials)) for rule, _ in counted]
+        admitted, states = await windows.check(
+            keys, [limit for _, limit in counted], cost, self._clock()
+        )
+        usages = [
+            Usage(rule, state.limit, state.remaining, state.reset_at)
+            for (rule, _), state in zip(counted, states, strict=True)
+        ]
+        return usages, [] if admitted else [u for u in usages if u.remaining < cost]
+
+    async def _count_limits(
+        self,
+        credentials: Credentials,
+        counted: Sequence[tuple[Rule, RateLimitItem]],
+        cost: int,
+    ) -> tuple[list[Usage], list[Usage]]:
+        """With one of limits' strategies: read every rule, then count every rule."""
+        assert self._strategy is not None
         keys = [_identifiers(rule, credentials) for rule, _ in counted]
         # Read first, count second: a call refused by one rule takes nothing from the others.
         stats = await self._each(
@@ -306,16 +369,7 @@ class RateLimiter:
             )
             # Another worker or replica took the last ones between our read and our hit.
             short = [usage for usage, ok in zip(usages, admitted, strict=True) if not ok]
-        now = self._clock()
-        if short:
-            usage = max(short, key=lambda u: u.reset_at)
-            call.rate_limit, call.rate_limit_rule = "refused", usage.rule.name
-            call.answer_headers.extend(rate_headers(usage, 0, now))
-            return _refusal(usage, cost, now)
-        tightest = min(usages, key=lambda u: (u.remaining - cost, -u.reset_at))
-        call.rate_limit, call.rate_limit_rule = "allowed", tightest.rule.name
-        call.answer_headers.extend(rate_headers(tightest, tightest.remaining - cost, now))
-        return None
+        return usages, short
 
     async def _usages(self, credentials: Credentials, rules: RuleSet) -> list[Usage]:
         """Every rule as it stands for this caller (what GET /limits shows)."""
@@ -324,6 +378,16 @@ class RateLimiter:
             for rule in rules.rules
             if (limit := rules.limit_for(rule, credentials.project_id)) is not None
         ]
+        if self._windows is not None:
+            keys = [self._key(_identifiers(rule, credentials)) for rule, _ in shown]
+            _, states = await self._windows.check(
+                keys, [limit for _, limit in shown], 0, self._clock()
+            )
+            return [
+                Usage(rule, state.limit, state.remaining, state.reset_at)
+                for (rule, _), state in zip(shown, states, strict=True)
+            ]
+        assert self._strategy is not None
         stats = await self._each(
             [
                 partial(self._strategy.get_window_stats, limit, *_identifiers(rule, credentials))
@@ -334,6 +398,11 @@ class RateLimiter:
             Usage(rule, limit, stat.remaining, stat.reset_time)
             for (rule, limit), stat in zip(shown, stats, strict=True)
         ]
+
+    def _key(self, identifiers: tuple[str, ...]) -> str:
+        # The project in braces: a Redis Cluster puts one caller's counters in one slot,
+        # so that one script may count them all (the braces are never empty).
+        return f"{self._key_prefix}:swc:{{p{identifiers[1]}}}:" + ":".join(identifiers)
 
     async def _each(self, operations: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
         """Every operation's result: concurrently against a shared storage (one round
