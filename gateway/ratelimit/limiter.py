@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -275,7 +276,12 @@ class RateLimiter:
         try:
             # Each storage operation has its own timeout (connect, read); the guard bounds
             # the whole check (at most connect + read + count) whatever the client does.
-            async with asyncio.timeout(CHECK_TIMEOUTS * self._timeout):
+            # In memory nothing waits: no guard (a timer per call is most of its cost).
+            async with (
+                asyncio.timeout(CHECK_TIMEOUTS * self._timeout)
+                if self.shared
+                else contextlib.nullcontext()
+            ):
                 refusal = await self._count(call, credentials, counted, rules.cost(call.action_key))
                 if refusal is None and shows_limits:
                     usages = await self._usages(credentials, rules)
@@ -445,13 +451,15 @@ def _refusal(usage: Usage, cost: int, now: float) -> Fault:
 
 
 def _identifiers(rule: Rule, credentials: Credentials) -> tuple[str, ...]:
+    per_user = rule.per is Per.USER or credentials.project_id is None
+    return _quoted(rule.name, credentials.project_id or "", credentials.user_id, per_user)
+
+
+@functools.lru_cache(maxsize=16384)  # callers come back: quoting is most of a key's cost
+def _quoted(rule: str, project: str, user: str, per_user: bool) -> tuple[str, ...]:
     # Quoted so that a '/' in an id cannot make two callers share one key.
-    project = quote(credentials.project_id or "", safe="")
-    user = quote(credentials.user_id, safe="")
-    name = quote(rule.name, safe="")
-    if rule.per is Per.USER or credentials.project_id is None:
-        return (name, project, user)
-    return (name, project)
+    name, project = quote(rule, safe=""), quote(project, safe="")
+    return (name, project, quote(user, safe="")) if per_user else (name, project)
 
 
 def _failure(exc: BaseException) -> dict[str, str]:
