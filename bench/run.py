@@ -16,7 +16,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -247,26 +246,23 @@ class Bench:
         row = self.rows.get("gateway-operator")
         if row is None or row.skipped is not None or row.child is None or self.tools.wrk is None:
             return
-        self.children.stop(row.child)  # its audit directory and port are the profile's now
-        port = free_port()
-        out = self.workdir / "operator.prof"
-        argv = self.gateway_argv("gateway-operator", port)
-        argv = [argv[0], "-m", "bench.profile", str(out), "--", *argv[3:]]
-        child = self.children.spawn("profiled", pinned(argv, self.layout.single), cwd=REPO)
-        self.children.wait_ready_line(child, START_TIMEOUT_SECONDS)
-        for index, name in enumerate(self.args.scenarios, start=1):
-            scenario = SCENARIOS[name]
+        self.children.stop(row.child)  # the profiled gateways have its CPU to themselves
+        for name in self.args.scenarios:
+            port = free_port()
+            out = self.workdir / f"operator-{name}.prof"
+            argv = self.gateway_argv("gateway-operator", port)
+            argv = [argv[0], "-m", "bench.profile", str(out), "--", *argv[3:]]
+            child = self.children.spawn(
+                f"profiled-{name}", pinned(argv, self.layout.single), cwd=REPO
+            )
+            self.children.wait_ready_line(child, START_TIMEOUT_SECONDS)
             script = self.workdir / f"{name}.lua"
-            script.write_text(wrk_script(scenario, self.server_ids), encoding="utf-8")
+            script.write_text(wrk_script(SCENARIOS[name], self.server_ids), encoding="utf-8")
             wrk = partial(run_wrk, self.tools.wrk, script, port, self.args.connections)
             wrk(1, self.layout.load, self.workdir / "wrk.log")  # warm: caches, pools
-            os.kill(child.pid, signal.SIGUSR1)
+            os.kill(child.pid, signal.SIGUSR1)  # forget start-up and warm-up
             result = wrk(self.args.seconds, self.layout.load, self.workdir / "wrk.log")
-            os.kill(child.pid, signal.SIGUSR2)
-            dump = Path(f"{out}.{index}")
-            deadline = time.monotonic() + 30
-            while not dump.exists() and time.monotonic() < deadline and child.alive():
-                time.sleep(0.05)
+            self.children.stop(child)  # SIGTERM: the gateway drains, the profile is written
             measured = median(
                 [
                     s.cpu_us_per_request
@@ -275,14 +271,15 @@ class Bench:
                     and s.cpu_us_per_request is not None
                 ]
             )  # fmt: skip
-            if dump.exists():
+            if out.exists():
                 self.profile += [
                     "",
                     f"#### {name}",
                     "",
-                    *profile_report(dump, int(result.report["requests"]), measured),
+                    *profile_report(out, int(result.report["requests"]), measured),
                 ]
-        self.children.stop(child)
+            else:
+                self.note(f"the profiled gateway ({name}) wrote no profile")
 
     def _check_row(self, row: Row) -> str | None:
         """One request per scenario; a row that cannot answer 2xx is not measured."""
