@@ -168,19 +168,21 @@ class MemoryWindows:
 
 
 # KEYS: one hash per counter, all of one caller (one hash tag: one Redis Cluster slot).
-# ARGV: cost, then per counter: limit, window index, the weight left of the previous
-# window (1 - f, as Python wrote it), and the hash's time to live in ms. Fields: w (window
-# index), p and c (previous and current counts). Returns [admitted, previous_1,
-# current_1, previous_2, ...] as they were before counting.
+# ARGV: the cost, then per counter one string "limit index weight ttl": the limit, the
+# window index, the weight left of the previous window (1 - f, as Python wrote it) and
+# the hash's time to live in ms (one argument per counter: the client encodes each
+# argument apart, and that is most of its work). Fields: w (window index), p and c
+# (previous and current counts). Returns [admitted, previous_1, current_1, previous_2,
+# ...] as they were before counting.
 CHECK_SCRIPT = """
 local cost = tonumber(ARGV[1])
 local counts = {}
+local windows = {}
 local admitted = cost > 0
 for i, key in ipairs(KEYS) do
-  local base = 1 + (i - 1) * 4
-  local limit = tonumber(ARGV[base + 1])
-  local index = tonumber(ARGV[base + 2])
-  local weight = tonumber(ARGV[base + 3])
+  local limit, index, weight, ttl = string.match(ARGV[i + 1], '^(%S+) (%S+) (%S+) (%S+)$')
+  limit, index, weight = tonumber(limit), tonumber(index), tonumber(weight)
+  windows[i] = {index, ttl}
   local stored = redis.call('HMGET', key, 'w', 'p', 'c')
   local previous, current = 0, 0
   local at = tonumber(stored[1])
@@ -197,10 +199,9 @@ for i, key in ipairs(KEYS) do
 end
 if admitted then
   for i, key in ipairs(KEYS) do
-    local base = 1 + (i - 1) * 4
-    redis.call('HSET', key, 'w', ARGV[base + 2], 'p', counts[2 * i - 1],
+    redis.call('HSET', key, 'w', windows[i][1], 'p', counts[2 * i - 1],
       'c', counts[2 * i] + cost)
-    redis.call('PEXPIRE', key, ARGV[base + 4])
+    redis.call('PEXPIRE', key, windows[i][2])
   end
 end
 table.insert(counts, 1, admitted and 1 or 0)
@@ -225,12 +226,8 @@ class RedisWindows:
             period = float(limit.get_expiry())
             start = window_start(period, now)
             windows.append((period, start))
-            arguments += [
-                limit.amount,
-                int(start // period),
-                repr(weight_left(period, start, now)),
-                int(2000 * period),
-            ]
+            index, weight = int(start // period), weight_left(period, start, now)
+            arguments.append(f"{limit.amount} {index} {weight!r} {int(2000 * period)}")
         answer = await self._script(keys=list(keys), args=arguments)
         admitted = bool(int(answer[0]))
         return admitted, [
