@@ -24,15 +24,20 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from bench import cpu
+from bench import configs, cpu
 from bench.load import REPO, LoadError, run_openloop, run_wrk
 from bench.mixed import run_mixed
 from bench.procs import LOOPBACK, Child, Children, StartError, free_port, pinned
+from bench.profile import report as profile_report
 from bench.scenarios import SCENARIOS, TOKEN, Scenario, wrk_script
 from bench.stats import fmt, median
 from bench.tools import Tools, locate, nginx_command
 
-ROWS = ("direct", "nginx", "gateway-1w", "gateway-2w")
+ROWS = ("direct", "nginx", "hop", "gateway-lean", "gateway-operator", "gateway-2w")
+GATEWAY_ROWS = ("gateway-lean", "gateway-operator", "gateway-2w")
+# Issue 15's targets: CPU per request of each gateway row over the bare hop's.
+TARGETS = {("gateway-operator", "lock"): 2.0, ("gateway-operator", "show"): 1.5}
+LEAN_TARGET = 1.4
 START_TIMEOUT_SECONDS = 60.0
 RESULTS_DIR = REPO / "bench" / "results"
 USAGE = """\
@@ -51,7 +56,7 @@ class Layout:
     name: str
     load: str | None  # wrk / the fixed-rate generator
     upstream: str | None
-    single: str | None  # nginx, gateway-1w
+    single: str | None  # nginx, hop, the one-worker gateways
     multi: str | None  # gateway-2w
 
     @classmethod
@@ -116,6 +121,9 @@ class Bench:
         self.upstream: Child | None = None
         self.upstream_port = 0
         self.server_ids: list[str] = []
+        self.keystone_url = ""
+        self.key_prefix = f"nova_gateway_bench_{os.getpid()}"
+        self.profile: list[str] = []
         self.rows: dict[str, Row] = {}
         self.samples: list[Sample] = []
         self.notes: list[str] = list(tools.notes)
@@ -148,6 +156,17 @@ class Bench:
         )
         self.children.wait_ready_line(self.upstream, START_TIMEOUT_SECONDS)
         self.server_ids = self._server_ids()
+        if "gateway-operator" in self.args.rows:
+            port = free_port()
+            keystone = self.children.spawn(
+                "keystone",
+                pinned(
+                    [sys.executable, "-m", "bench.keystone", "--port", str(port)],
+                    self.layout.upstream,
+                ),
+                cwd=REPO,
+            )
+            self.keystone_url = self.children.wait_ready_line(keystone, START_TIMEOUT_SECONDS)
         for name in self.args.rows:
             self.rows[name] = self._start_row(name)
         for row in self.rows.values():
@@ -181,23 +200,14 @@ class Bench:
                 child = self.children.spawn(name, pinned(argv, self.layout.single))
                 self.children.wait_port(child, port, START_TIMEOUT_SECONDS)
                 return Row(name, port, child)
+            if name == "hop":
+                argv = [sys.executable, "-m", "bench.hop", "--port", str(port), "--upstream",
+                        f"http://{LOOPBACK}:{self.upstream_port}"]  # fmt: skip
+                child = self.children.spawn(name, pinned(argv, self.layout.single), cwd=REPO)
+                self.children.wait_ready_line(child, START_TIMEOUT_SECONDS)
+                return Row(name, port, child)
             workers = 2 if name == "gateway-2w" else 1
-            config = self._gateway_config()
-            argv = [
-                sys.executable,
-                "-m",
-                "gateway",
-                "--config-file",
-                str(config),
-                "--upstream-url",
-                f"http://{LOOPBACK}:{self.upstream_port}/v2.1",
-                "--listen",
-                f"{LOOPBACK}:{port}",
-                "--admin-listen",
-                f"{LOOPBACK}:{free_port()}",
-                "--workers",
-                str(workers),
-            ]
+            argv = self.gateway_argv(name, port)
             cpus = self.layout.multi if workers > 1 else self.layout.single
             child = self.children.spawn(name, pinned(argv, cpus), cwd=REPO)
             self.children.wait_ready_line(child, START_TIMEOUT_SECONDS)
@@ -205,24 +215,71 @@ class Bench:
         except StartError as exc:
             return Row(name, port, skipped=f"did not start: {exc}")
 
-    def _gateway_config(self) -> Path:
-        path = self.workdir / "gateway.conf"
-        if path.exists():
-            return path
-        groups: dict[str, dict[str, str]] = {"identity": {"mode": "noauth", "allow_noauth": "true"}}
-        for option in self.args.gateway_option:
-            dotted, _, value = option.partition("=")
-            group, _, name = dotted.partition(".")
-            if not (group and name and _):
-                raise SystemExit(f"--gateway-option wants group.name=value, not {option!r}")
-            groups.setdefault(group, {})[name] = value
-        lines = []
-        for group, options in groups.items():
-            lines.append(f"[{group}]")
-            lines.extend(f"{name} = {value}" for name, value in options.items())
-            lines.append("")
-        path.write_text("\n".join(lines), encoding="utf-8")
-        return path
+    def gateway_argv(self, name: str, port: int) -> list[str]:
+        """The command of a gateway row (and of the profiled operator gateway)."""
+        workers = 2 if name == "gateway-2w" else 1
+        if name == "gateway-operator":
+            config = configs.operator(
+                self.workdir, self.keystone_url, self.key_prefix, self.args.gateway_option
+            )
+        else:
+            config = configs.lean(self.workdir, self.args.gateway_option)
+        return [
+            sys.executable,
+            "-m",
+            "gateway",
+            "--config-file",
+            str(config),
+            "--upstream-url",
+            f"http://{LOOPBACK}:{self.upstream_port}/v2.1",
+            "--listen",
+            f"{LOOPBACK}:{port}",
+            "--admin-listen",
+            f"{LOOPBACK}:{free_port()}",
+            "--workers",
+            str(workers),
+        ]
+
+    def run_profile(self) -> None:
+        """The operator gateway once more, alone on its CPU, under cProfile while wrk
+        sends each scenario: where its CPU goes, beside the table."""
+        row = self.rows.get("gateway-operator")
+        if row is None or row.skipped is not None or row.child is None or self.tools.wrk is None:
+            return
+        self.children.stop(row.child)  # the profiled gateways have its CPU to themselves
+        for name in self.args.scenarios:
+            port = free_port()
+            out = self.workdir / f"operator-{name}.prof"
+            argv = self.gateway_argv("gateway-operator", port)
+            argv = [argv[0], "-m", "bench.profile", str(out), "--", *argv[3:]]
+            child = self.children.spawn(
+                f"profiled-{name}", pinned(argv, self.layout.single), cwd=REPO
+            )
+            self.children.wait_ready_line(child, START_TIMEOUT_SECONDS)
+            script = self.workdir / f"{name}.lua"
+            script.write_text(wrk_script(SCENARIOS[name], self.server_ids), encoding="utf-8")
+            wrk = partial(run_wrk, self.tools.wrk, script, port, self.args.connections)
+            wrk(1, self.layout.load, self.workdir / "wrk.log")  # warm: caches, pools
+            os.kill(child.pid, signal.SIGUSR1)  # forget start-up and warm-up
+            result = wrk(self.args.seconds, self.layout.load, self.workdir / "wrk.log")
+            self.children.stop(child)  # SIGTERM: the gateway drains, the profile is written
+            measured = median(
+                [
+                    s.cpu_us_per_request
+                    for s in self.samples
+                    if s.kind == "closed" and s.scenario == name and s.row == row.name
+                    and s.cpu_us_per_request is not None
+                ]
+            )  # fmt: skip
+            if out.exists():
+                self.profile += [
+                    "",
+                    f"#### {name}",
+                    "",
+                    *profile_report(out, int(result.report["requests"]), measured),
+                ]
+            else:
+                self.note(f"the profiled gateway ({name}) wrote no profile")
 
     def _check_row(self, row: Row) -> str | None:
         """One request per scenario; a row that cannot answer 2xx is not measured."""
@@ -464,7 +521,8 @@ def _paired(
 def closed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
     head = (
         "| row | req/s (median) | min..max | p50 ms | p99 ms | SUT CPU µs/req | SUT cores "
-        "| upstream CPU µs/req | req/s vs direct | req/s vs nginx | CPU-ratio vs nginx "
+        "| upstream CPU µs/req | CPU vs hop | req/s vs direct | req/s vs nginx "
+        "| CPU-ratio vs nginx "
         "| foreign CPU % per sample | non2xx/err |"
     )
     lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
@@ -487,6 +545,7 @@ def closed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
                     fmt(median(cpu_us)),
                     fmt(median([s.sut_cores for s in mine]), 2),
                     fmt(median(up_us)),
+                    fmt(_paired(samples, row, "hop", lambda s: s.cpu_us_per_request), 2),
                     fmt(_paired(samples, row, "direct", lambda s: s.rps), 3),
                     fmt(_paired(samples, row, "nginx", lambda s: s.rps), 3),
                     fmt(
@@ -540,6 +599,21 @@ def fixed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
     return lines
 
 
+def targets(samples: list[Sample], scenario: str) -> list[str]:
+    """Issue 15's targets against this run's paired ratios (CPU µs/req over the hop's)."""
+    lines = []
+    for row in ("gateway-lean", "gateway-operator"):
+        goal = TARGETS.get((row, scenario), LEAN_TARGET if row == "gateway-lean" else None)
+        ratio = _paired(samples, row, "hop", lambda s: s.cpu_us_per_request)
+        if goal is None or ratio is None:
+            continue
+        verdict = "met" if ratio <= goal else f"missed by {100 * (ratio / goal - 1):.0f} %"
+        lines.append(
+            f"* {row}: {ratio:.2f}× the hop's CPU per request (target ≤ {goal}×: {verdict})"
+        )
+    return ["", *lines] if lines else []
+
+
 def report(bench: Bench, meta: dict[str, Any]) -> str:
     args = bench.args
     rows = [name for name in ROWS if name in bench.rows]
@@ -548,7 +622,8 @@ def report(bench: Bench, meta: dict[str, Any]) -> str:
         "",
         f"Layout **{bench.layout.name}**"
         + (
-            " (wrk/generator + novasim on cpu0; nginx and gateway-1w alone on cpu1; "
+            " (wrk/generator, novasim and the stand-in Keystone on cpu0; nginx, hop and the "
+            "one-worker gateways alone on cpu1; "
             "gateway-2w on cpus 0-1)"
             if bench.layout.name == "pinned"
             else ""
@@ -573,6 +648,7 @@ def report(bench: Bench, meta: dict[str, Any]) -> str:
         samples = [s for s in bench.samples if s.kind == "closed" and s.scenario == name]
         if samples:
             out += ["", f"### {name}: {SCENARIOS[name].what}", "", *closed_table(samples, rows)]
+            out += targets(samples, name)
     fixed = [s for s in bench.samples if s.kind == "fixed"]
     if fixed:
         out += [
@@ -582,6 +658,13 @@ def report(bench: Bench, meta: dict[str, Any]) -> str:
             "latency from each request's planned send time; values per rep)",
             "",
             *fixed_table(fixed, rows),
+        ]
+    if bench.profile:
+        out += [
+            "",
+            "### Where the operator gateway's CPU goes (cProfile of its event loop; the audit "
+            "writer thread is not in it)",
+            *bench.profile,
         ]
     if bench.notes:
         out += ["", "Notes:", *[f"* {note.splitlines()[0]}" for note in bench.notes]]
@@ -663,6 +746,9 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="PCT",
         help="take a sample again (once) when foreign CPU exceeded PCT %% (25; 100: never)",
     )
+    parser.add_argument(
+        "--no-profile", action="store_true", help="skip the profiled operator gateway"
+    )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk/nginx")
     parser.add_argument(
         "--mixed",
@@ -728,6 +814,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.start()
             bench.run_closed()
             bench.run_fixed()
+            if not args.no_profile:
+                bench.run_profile()
             bench.children.stop_all()
         if args.mixed:
             mixed = run_mixed(args, workdir, bench.note)
@@ -736,6 +824,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmark failed: {exc}", file=sys.stderr)
     finally:
         bench.children.stop_all()
+        configs.forget_counters(bench.key_prefix)
         shutil.rmtree(workdir, ignore_errors=True)
     text = report(bench, meta) + ("\n\n" + "\n".join(mixed) if mixed else "")
     print(text)

@@ -562,14 +562,20 @@ rate_limit_opts: list[cfg.Opt] = [
     cfg.StrOpt("storage_key_file", help="Unencrypted PEM private key of storage_cert_file."),
     cfg.StrOpt(
         "strategy",
-        default="moving-window",
+        default="sliding-window-counter",
         choices=[
-            ("moving-window", "exact: counts every request of the last period"),
             (
                 "sliding-window-counter",
-                "approximate (weighted previous + current window); cheaper storage",
+                "the previous period's count, weighted by how much of it is still in the "
+                "window, plus the current one: two numbers per counter, one Redis round trip "
+                "per check whatever the limit",
             ),
-            ("fixed-window", "cheapest; admits up to twice the limit across a window edge"),
+            (
+                "moving-window",
+                "exact: keeps every request of the last period, so a check's cost grows "
+                "with the limit; a Redis round trip per rule and step",
+            ),
+            ("fixed-window", "admits up to twice the limit across a window edge"),
         ],
         help="How requests are counted against a rule's period.",
     ),

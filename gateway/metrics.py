@@ -353,6 +353,10 @@ class MetricsObserver:
         self._task: asyncio.Task[None] | None = None
         # Built at the first sample: the gate gets parts (audit) after its observers.
         self._deltas: list[_Delta] | None = None
+        # Children bound once per label set (labels() validates and locks at every call);
+        # as bounded as the metrics' own label sets.
+        self._requests: dict[tuple[str, str, str, str], Counter] = {}
+        self._durations: dict[str, tuple[Histogram, Histogram]] = {}
 
     def _sources(self) -> list[_Delta]:
         m, gate = self.metrics, self._gate
@@ -398,10 +402,20 @@ class MetricsObserver:
     def _observe(self, call: Call) -> None:
         m = self.metrics
         reason = call.fault.reason if call.fault is not None else "none"
-        m.requests.labels(call.action_key or "none", call.decision, reason, str(call.status)).inc()
-        m.request_seconds.labels(call.decision).observe(time.monotonic() - call.started)
+        labels = (call.action_key or "none", call.decision, reason, str(call.status))
+        requests = self._requests.get(labels)
+        if requests is None:
+            requests = self._requests[labels] = m.requests.labels(*labels)
+        requests.inc()
+        durations = self._durations.get(call.decision)
+        if durations is None:
+            durations = self._durations[call.decision] = (
+                m.request_seconds.labels(call.decision),
+                m.decision_seconds.labels(call.decision),
+            )
+        durations[0].observe(time.monotonic() - call.started)
         if call.decided_seconds:
-            m.decision_seconds.labels(call.decision).observe(call.decided_seconds)
+            durations[1].observe(call.decided_seconds)
         exchange = call.exchange
         if exchange.status is not None or exchange.error is not None:
             m.upstream_seconds.observe(exchange.seconds)

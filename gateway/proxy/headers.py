@@ -104,13 +104,29 @@ def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
     return [(key, value) for key, value in pairs if key.lower() not in drop]
 
 
+_PEERS_REMEMBERED = 4096
+
+
 class ForwardingPolicy:
     """Builds X-Forwarded-* for the upstream, believing only trusted front proxies."""
 
     def __init__(self, trusted: Sequence[str]) -> None:
         self._trusted = [ipaddress.ip_network(entry, strict=False) for entry in trusted]
+        # Peers come back on every request of their connections: each address is parsed
+        # once (per policy: a SIGHUP builds a new one). Bounded: forgotten when full.
+        self._verdicts: dict[str, bool] = {}
 
     def is_trusted(self, peer: str) -> bool:
+        verdict = self._verdicts.get(peer)
+        if verdict is None:
+            if len(self._verdicts) >= _PEERS_REMEMBERED:
+                self._verdicts.clear()
+            verdict = self._verdicts[peer] = self._judge(peer)
+        return verdict
+
+    def _judge(self, peer: str) -> bool:
+        if not self._trusted:
+            return False
         try:
             address = ipaddress.ip_address(peer)
         except ValueError:

@@ -192,7 +192,11 @@ class Upstream:
                 raise Fault(
                     502, "The compute API closed the connection.", reason="upstream_reset"
                 ) from None
-            response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
+            # The whole body already in hand (most of Nova's answers): its headers and body
+            # leave in one write, not two. HEAD keeps the streaming path (no body to join).
+            whole = upstream.content.at_eof() and request.method != "HEAD"
+            kind = _WholeResponse if whole else web.StreamResponse
+            response = kind(status=upstream.status, reason=upstream.reason)
             for key, value in end_to_end(upstream.headers.items()):
                 if key.lower() not in RESPONSE_SKIP:
                     response.headers.add(key, value)
@@ -204,8 +208,22 @@ class Upstream:
             elif upstream.content_length is not None:
                 response.content_length = upstream.content_length
             await response.prepare(request)
-            await self._stream(upstream, response, first, request, exchange)
+            if whole:
+                await self._finish(response, first, request, exchange)
+            else:
+                await self._stream(upstream, response, first, request, exchange)
             return response
+
+    @staticmethod
+    async def _finish(
+        response: web.StreamResponse, body: bytes, request: web.BaseRequest, exchange: Exchange
+    ) -> None:
+        try:
+            await response.write_eof(body)
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            exchange.error = "broken_stream"
+            if request.transport is not None:
+                request.transport.abort()
 
     async def _stream(
         self,
@@ -227,6 +245,13 @@ class Upstream:
             exchange.error = "broken_stream"
             if request.transport is not None:
                 request.transport.abort()
+
+
+class _WholeResponse(web.StreamResponse):
+    """An answer sent at once: aiohttp holds its headers back and writes them with the
+    body (as its own Response does) instead of on their own at prepare()."""
+
+    _send_headers_immediately = False
 
 
 def _rewritable(upstream: aiohttp.ClientResponse) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,11 +22,11 @@ from urllib.parse import quote, urlsplit
 
 import structlog
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, Storage
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import (
     FixedWindowRateLimiter,
     MovingWindowRateLimiter,
-    SlidingWindowCounterRateLimiter,
 )
 from limits.aio.strategies import RateLimiter as Strategy
 from limits.errors import ConfigurationError, StorageError
@@ -55,6 +56,7 @@ from gateway.ratelimit.view import (
     limits_entries,
     rate_headers,
 )
+from gateway.ratelimit.windows import MemoryWindows, RedisWindows, WindowStore
 from gateway.tls.contexts import ClientFiles, redis_tls_options, verification_failure
 
 __all__ = [
@@ -76,9 +78,13 @@ T = TypeVar("T")
 _LIMITS_PATH = "/limits"
 CHECK_TIMEOUTS = 3  # a whole check may take this many storage timeouts
 _WARM_UP = parse("1/second")
+# The default, counted by the gateway itself (gateway.ratelimit.windows): O(1) per rule,
+# one Redis round trip per check.
+SLIDING_WINDOW_COUNTER = "sliding-window-counter"
+# `limits`' own strategies, kept for operators who chose them: moving-window's cost grows
+# with the limit (it keeps every hit), and each takes a round trip per rule and step.
 STRATEGIES: Mapping[str, Callable[[Storage], Strategy]] = {
     "moving-window": MovingWindowRateLimiter,
-    "sliding-window-counter": SlidingWindowCounterRateLimiter,
     "fixed-window": FixedWindowRateLimiter,
 }
 
@@ -142,7 +148,7 @@ class RateLimiter:
         policy: PolicyEngine,
         *,
         storage_url: str = "memory://",
-        strategy: str = "moving-window",
+        strategy: str = SLIDING_WINDOW_COUNTER,
         key_prefix: str = "nova_gateway",
         timeout: float = 0.1,
         fail_closed: bool = False,
@@ -158,7 +164,20 @@ class RateLimiter:
         self.breaker = CircuitBreaker(breaker_cooldown)
         self.storage = _storage(storage_url, key_prefix, timeout, tls or ClientFiles())
         self.shared = not isinstance(self.storage, MemoryStorage)
-        self._strategy: Strategy = STRATEGIES[strategy](self.storage)
+        self._key_prefix = key_prefix
+        self._windows: WindowStore | None = None
+        self._strategy: Strategy | None = None
+        if strategy != SLIDING_WINDOW_COUNTER:
+            self._strategy = STRATEGIES[strategy](self.storage)
+        elif isinstance(self.storage, RedisStorage) and isinstance(
+            self.storage.bridge, RedispyBridge
+        ):
+            # The client limits built (Sentinel's primary, the cluster, TLS): ours to script.
+            self._windows = RedisWindows(self.storage.bridge.get_connection())
+        elif not self.shared:
+            self._windows = MemoryWindows()
+        else:
+            raise ConfigurationError(f"strategy {strategy!r} needs memory:// or Redis")
         self._errors: tuple[type[BaseException], ...] = (
             StorageError,
             TimeoutError,
@@ -205,7 +224,11 @@ class RateLimiter:
             return
         try:
             async with asyncio.timeout(max(1.0, CHECK_TIMEOUTS * self._timeout)):
-                await self._strategy.get_window_stats(_WARM_UP, "warm-up")
+                if self._windows is not None:
+                    key = self._key(("warm-up", ""))
+                    await self._windows.check([key], [_WARM_UP], 0, self._clock())
+                elif self._strategy is not None:
+                    await self._strategy.get_window_stats(_WARM_UP, "warm-up")
         except self._errors as exc:
             self.breaker.failed()
             self.storage_errors += 1
@@ -253,7 +276,12 @@ class RateLimiter:
         try:
             # Each storage operation has its own timeout (connect, read); the guard bounds
             # the whole check (at most connect + read + count) whatever the client does.
-            async with asyncio.timeout(CHECK_TIMEOUTS * self._timeout):
+            # In memory nothing waits: no guard (a timer per call is most of its cost).
+            async with (
+                asyncio.timeout(CHECK_TIMEOUTS * self._timeout)
+                if self.shared
+                else contextlib.nullcontext()
+            ):
                 refusal = await self._count(call, credentials, counted, rules.cost(call.action_key))
                 if refusal is None and shows_limits:
                     usages = await self._usages(credentials, rules)
@@ -284,6 +312,47 @@ class RateLimiter:
     ) -> Fault | None:
         if not counted:
             return None
+        if self._windows is not None:
+            usages, short = await self._count_windows(self._windows, credentials, counted, cost)
+        else:
+            usages, short = await self._count_limits(credentials, counted, cost)
+        now = self._clock()
+        if short:
+            usage = max(short, key=lambda u: u.reset_at)
+            call.rate_limit, call.rate_limit_rule = "refused", usage.rule.name
+            call.answer_headers.extend(rate_headers(usage, 0, now))
+            return _refusal(usage, cost, now)
+        tightest = min(usages, key=lambda u: (u.remaining - cost, -u.reset_at))
+        call.rate_limit, call.rate_limit_rule = "allowed", tightest.rule.name
+        call.answer_headers.extend(rate_headers(tightest, tightest.remaining - cost, now))
+        return None
+
+    async def _count_windows(
+        self,
+        windows: WindowStore,
+        credentials: Credentials,
+        counted: Sequence[tuple[Rule, RateLimitItem]],
+        cost: int,
+    ) -> tuple[list[Usage], list[Usage]]:
+        """Every rule checked and counted at once: all of them, or none."""
+        keys = [self._key(_identifiers(rule, credentials)) for rule, _ in counted]
+        admitted, states = await windows.check(
+            keys, [limit for _, limit in counted], cost, self._clock()
+        )
+        usages = [
+            Usage(rule, state.limit, state.remaining, state.reset_at)
+            for (rule, _), state in zip(counted, states, strict=True)
+        ]
+        return usages, [] if admitted else [u for u in usages if u.remaining < cost]
+
+    async def _count_limits(
+        self,
+        credentials: Credentials,
+        counted: Sequence[tuple[Rule, RateLimitItem]],
+        cost: int,
+    ) -> tuple[list[Usage], list[Usage]]:
+        """With one of limits' strategies: read every rule, then count every rule."""
+        assert self._strategy is not None
         keys = [_identifiers(rule, credentials) for rule, _ in counted]
         # Read first, count second: a call refused by one rule takes nothing from the others.
         stats = await self._each(
@@ -306,16 +375,7 @@ class RateLimiter:
             )
             # Another worker or replica took the last ones between our read and our hit.
             short = [usage for usage, ok in zip(usages, admitted, strict=True) if not ok]
-        now = self._clock()
-        if short:
-            usage = max(short, key=lambda u: u.reset_at)
-            call.rate_limit, call.rate_limit_rule = "refused", usage.rule.name
-            call.answer_headers.extend(rate_headers(usage, 0, now))
-            return _refusal(usage, cost, now)
-        tightest = min(usages, key=lambda u: (u.remaining - cost, -u.reset_at))
-        call.rate_limit, call.rate_limit_rule = "allowed", tightest.rule.name
-        call.answer_headers.extend(rate_headers(tightest, tightest.remaining - cost, now))
-        return None
+        return usages, short
 
     async def _usages(self, credentials: Credentials, rules: RuleSet) -> list[Usage]:
         """Every rule as it stands for this caller (what GET /limits shows)."""
@@ -324,6 +384,16 @@ class RateLimiter:
             for rule in rules.rules
             if (limit := rules.limit_for(rule, credentials.project_id)) is not None
         ]
+        if self._windows is not None:
+            keys = [self._key(_identifiers(rule, credentials)) for rule, _ in shown]
+            _, states = await self._windows.check(
+                keys, [limit for _, limit in shown], 0, self._clock()
+            )
+            return [
+                Usage(rule, state.limit, state.remaining, state.reset_at)
+                for (rule, _), state in zip(shown, states, strict=True)
+            ]
+        assert self._strategy is not None
         stats = await self._each(
             [
                 partial(self._strategy.get_window_stats, limit, *_identifiers(rule, credentials))
@@ -334,6 +404,11 @@ class RateLimiter:
             Usage(rule, limit, stat.remaining, stat.reset_time)
             for (rule, limit), stat in zip(shown, stats, strict=True)
         ]
+
+    def _key(self, identifiers: tuple[str, ...]) -> str:
+        # The project in braces: a Redis Cluster puts one caller's counters in one slot,
+        # so that one script may count them all (the braces are never empty).
+        return f"{self._key_prefix}:swc:{{p{identifiers[1]}}}:" + ":".join(identifiers)
 
     async def _each(self, operations: Sequence[Callable[[], Awaitable[T]]]) -> list[T]:
         """Every operation's result: concurrently against a shared storage (one round
@@ -376,13 +451,15 @@ def _refusal(usage: Usage, cost: int, now: float) -> Fault:
 
 
 def _identifiers(rule: Rule, credentials: Credentials) -> tuple[str, ...]:
+    per_user = rule.per is Per.USER or credentials.project_id is None
+    return _quoted(rule.name, credentials.project_id or "", credentials.user_id, per_user)
+
+
+@functools.lru_cache(maxsize=16384)  # callers come back: quoting is most of a key's cost
+def _quoted(rule: str, project: str, user: str, per_user: bool) -> tuple[str, ...]:
     # Quoted so that a '/' in an id cannot make two callers share one key.
-    project = quote(credentials.project_id or "", safe="")
-    user = quote(credentials.user_id, safe="")
-    name = quote(rule.name, safe="")
-    if rule.per is Per.USER or credentials.project_id is None:
-        return (name, project, user)
-    return (name, project)
+    name, project = quote(rule, safe=""), quote(project, safe="")
+    return (name, project, quote(user, safe="")) if per_user else (name, project)
 
 
 def _failure(exc: BaseException) -> dict[str, str]:

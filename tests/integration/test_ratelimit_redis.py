@@ -214,17 +214,20 @@ async def test_two_gateways_share_one_limit_through_redis(
     admitted = [a for a in answers if a.status != 429]
     refused = [a for a in answers if a.status == 429]
     await metrics_settle([first, second], "nova_gateway_rate_limit_storage_errors_total", 0)
-    assert abs(len(admitted) - LIMIT) <= 1, [a.status for a in answers]
+    # Exactly the limit, not one more: each check reads and counts in one Redis script.
+    assert len(admitted) == LIMIT, [a.status for a in answers]
     assert {a.status for a in admitted} == {202}
     for answer in admitted:
         assert answer.headers["RateLimit-Limit"] == str(LIMIT)
         assert 0 <= int(answer.headers["RateLimit-Remaining"]) < LIMIT
         assert answer.headers["RateLimit-Policy"] == f"{LIMIT};w=60"
     for answer in refused:
+        # The sliding-window counter frees room once this window has faded into the
+        # next: at most two periods away.
         retry_after = int(answer.headers["Retry-After"])
-        assert 1 <= retry_after <= 60
+        assert 1 <= retry_after <= 120
         assert answer.headers["RateLimit-Remaining"] == "0"
-        assert 0 <= int(answer.headers["RateLimit-Reset"]) <= 60
+        assert answer.headers["RateLimit-Reset"] == str(retry_after)
         assert answer.headers["Content-Type"] == "application/json; charset=UTF-8"
         assert answer.headers["x-openstack-request-id"].startswith("req-")
         fault = json.loads(answer.body)["overLimit"]

@@ -176,12 +176,19 @@ def test_rules_errors_name_the_entry(document: Any, expected: str) -> None:
 
 
 def test_cost_check_skips_rules_for_other_actions() -> None:
-    parse_rules(
+    # rebuild's cost of 5 is above the reboots rule's limit of 2, but that rule never
+    # counts a rebuild: the file is accepted, and the cost kept.
+    rules = parse_rules(
         {
             "rules": [{"name": "reboots", "limit": "2/minute", "actions": ["reboot"]}],
             "costs": {"rebuild": 5},
         }
     )
+    assert rules.cost("rebuild") == 5
+    assert [rule.name for rule in rules.matching("POST", "/servers/x/action", "rebuild")] == []
+    # The same cost against a rule that does count rebuilds is refused.
+    with pytest.raises(RuleError, match="cost 5 of 'rebuild' exceeds rule 'all'"):
+        parse_rules({"rules": [{"name": "all", "limit": "2/minute"}], "costs": {"rebuild": 5}})
 
 
 def test_unreadable_rules_file(tmp_path: Path) -> None:
@@ -418,10 +425,17 @@ async def test_no_double_burst_across_a_window_edge(
         await limiter.close()
 
 
+# moving-window: the first request leaves 60 s after it came (25 s after the refusal).
+# sliding-window-counter: the first request is the previous window, still counting 25.1/60
+# of itself at the refusal; with it faded out at the window's end, 25.1 s later, the two
+# of this window leave room for one.
+@pytest.mark.parametrize(
+    ("strategy", "expected"), [("moving-window", 25), ("sliding-window-counter", 26)]
+)
 async def test_retry_after_counts_down_to_the_oldest_request(
-    policy: PolicyEngine, clock: FakeTime
+    policy: PolicyEngine, clock: FakeTime, strategy: str, expected: int
 ) -> None:
-    limiter = RateLimiter(parse_rules(RULES), policy, clock=clock)
+    limiter = RateLimiter(parse_rules(RULES), policy, strategy=strategy, clock=clock)
     try:
         await limiter.check(action_call("reboot"))
         clock.now += 20
@@ -430,7 +444,7 @@ async def test_retry_after_counts_down_to_the_oldest_request(
         clock.now += 15
         with pytest.raises(Fault) as error:
             await limiter.check(action_call("reboot"))
-        assert error.value.retry_after == 25  # the first one leaves 60 s after it came
+        assert error.value.retry_after == expected
     finally:
         await limiter.close()
 
@@ -614,8 +628,15 @@ async def test_limits_shows_overrides_and_hides_unlimited(limiter: RateLimiter) 
     }
 
 
-async def test_limits_next_available_when_exhausted(policy: PolicyEngine, clock: FakeTime) -> None:
-    limiter = RateLimiter(parse_rules(RULES), policy, clock=clock)
+# Three reboots 0.1 s before a minute's end: the moving window frees one 60 s later; the
+# sliding-window counter once a third of them has faded, 20 s into the next minute.
+@pytest.mark.parametrize(
+    ("strategy", "later"), [("moving-window", 60), ("sliding-window-counter", 20.1)]
+)
+async def test_limits_next_available_when_exhausted(
+    policy: PolicyEngine, clock: FakeTime, strategy: str, later: float
+) -> None:
+    limiter = RateLimiter(parse_rules(RULES), policy, strategy=strategy, clock=clock)
     try:
         for _ in range(3):
             await limiter.check(action_call("reboot"))
@@ -625,7 +646,7 @@ async def test_limits_next_available_when_exhausted(policy: PolicyEngine, clock:
         body = call.response_rewrite(json.dumps(NOVA_LIMITS).encode())
         assert body is not None
         reboots = next(e for e in json.loads(body)["limits"]["rate"] if e["uri"] == "* (reboot)")
-        expected = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(clock.now + 60)))
+        expected = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(clock.now + later)))
         assert reboots["limit"][0]["remaining"] == 0
         assert reboots["limit"][0]["next-available"] == expected
     finally:
