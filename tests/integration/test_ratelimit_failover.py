@@ -35,6 +35,7 @@ from tests.support.redis_lab import (
     redis_server,
     sentinel_lab,
 )
+from tests.support.waiting import wait_until
 
 LIMIT = 120
 CONCURRENCY = 6  # clients sending at once, spread over the two gateways
@@ -44,10 +45,11 @@ CHECK_BOUND = 3 * STORAGE_TIMEOUT  # the longest a request may wait for the coun
 # What else a request may take on this shared 2-CPU machine (identity, the server read,
 # novasim's answer, the event loop under load): generous, yet far from a hang.
 SLACK = 1.5
+WINDOW_MARGIN = 120  # seconds: far longer than any of these tests runs
 RULES = f"""
 rules:
   - name: server-reads
-    limit: {LIMIT} per minute
+    limit: {LIMIT} per hour
     methods: [GET]
     path: /servers/*
 """
@@ -104,8 +106,6 @@ async def start_gateways(
         "rate_limit": {
             "rules_file": rules,
             "key_prefix": prefix,
-            # Counted exactly (one list entry per call), so the test can count the calls.
-            "strategy": "moving-window",
             "storage_timeout": STORAGE_TIMEOUT,
             "breaker_cooldown": COOLDOWN,
             **rate_limit,
@@ -220,12 +220,25 @@ def assert_storage_refusal(answer: Answer) -> None:
 
 
 def counted(lab: SentinelLab, prefix: str) -> int:
-    """Calls counted in the promoted replica under this run's key prefix."""
+    """Calls counted in the promoted replica under this run's key prefix: the default
+    sliding-window counter's hash holds the previous window's count and the current's."""
     client = lab.replica.client()
     keys = client.keys(f"{prefix}:*")
     assert len(keys) == 1, keys
-    kind = client.type(keys[0])
-    return int(client.llen(keys[0]) if kind == "list" else client.zcard(keys[0]))
+    previous, current = client.hmget(keys[0], "p", "c")
+    return int(previous or 0) + int(current or 0)
+
+
+async def clear_of_the_hour_edge() -> None:
+    """The rule counts per clock-aligned hour with the default sliding-window counter,
+    which admits exactly the limit inside one hour but more across its edge (the previous
+    hour fades out). A test starts only with WINDOW_MARGIN seconds left in the hour, far
+    more than it runs, so the bound it checks is exact; at worst it waits for the edge."""
+    await wait_until(
+        lambda: 3600 - time.time() % 3600 > WINDOW_MARGIN,
+        timeout=WINDOW_MARGIN + 5,
+        what="an hour with room for the test",
+    )
 
 
 async def test_sentinel_failover_under_load_keeps_limits_closed(
@@ -239,6 +252,7 @@ async def test_sentinel_failover_under_load_keeps_limits_closed(
     try:
         with sentinel_lab(tmp_path / "redis") as lab:
             prefix = new_prefix()
+            await clear_of_the_hour_edge()
             started = await start_gateways(
                 tmp_path,
                 upstream,
@@ -301,6 +315,7 @@ async def test_sentinel_hung_primary_fails_open_without_waiting(
 ) -> None:
     upstream, server = novasim
     with sentinel_lab(tmp_path / "redis") as lab:
+        await clear_of_the_hour_edge()
         started = await start_gateways(
             tmp_path, upstream, new_prefix(), {"storage_url": lab.url(), "storage_failure": "open"}
         )
@@ -359,6 +374,7 @@ async def test_cluster_shares_limits_and_survives_a_primary(
     upstream, server = novasim
     with cluster_lab(tmp_path / "cluster") as lab:
         prefix = new_prefix()
+        await clear_of_the_hour_edge()
         started = await start_gateways(
             tmp_path, upstream, prefix, {"storage_url": lab.url(), "storage_failure": "closed"}
         )
