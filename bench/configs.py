@@ -85,16 +85,37 @@ def with_options(
     return groups
 
 
-def lean(workdir: Path, options: Sequence[str]) -> Path:
+def server_facts(rabbit_url: str | None, queue_prefix: str) -> dict[str, dict[str, str]]:
+    """The mirror of server facts on the bus novasim publishes to (deployed gateways
+    decide on it: an action reads nothing from Nova); nothing without a bus."""
+    if rabbit_url is None:
+        return {}
+    return {
+        "server_facts": {
+            "notifications_url": rabbit_url,
+            "topics": queue_prefix + "_topic",
+            "queue_prefix": queue_prefix,
+        }
+    }
+
+
+def lean(workdir: Path, options: Sequence[str], facts: Mapping[str, dict[str, str]]) -> Path:
     """The gateway with nothing optional: noauth identity, no audit, no limits (defaults
-    otherwise: metrics on)."""
-    groups = {"identity": {"mode": "noauth", "allow_noauth": "true"}}
+    otherwise: metrics on); the server-facts mirror when the run has a bus."""
+    groups = {"identity": {"mode": "noauth", "allow_noauth": "true"}, **facts}
     return write_conf(workdir / "gateway-lean.conf", with_options(groups, options))
 
 
-def operator(workdir: Path, keystone_url: str, key_prefix: str, options: Sequence[str]) -> Path:
+def operator(
+    workdir: Path,
+    keystone_url: str,
+    key_prefix: str,
+    options: Sequence[str],
+    facts: Mapping[str, dict[str, str]],
+) -> Path:
     """Keystone identity (its token cache warm after the first call), the audit trail to
-    file (write-ahead and fsync as defaults), Redis-backed limits, metrics."""
+    file (write-ahead and fsync as defaults), Redis-backed limits, metrics, and the
+    server-facts mirror when the run has a bus."""
     home = Path(tempfile.mkdtemp(prefix="operator-", dir=workdir))  # one per gateway started
     audit = home / "audit"
     audit.mkdir()
@@ -123,6 +144,7 @@ def operator(workdir: Path, keystone_url: str, key_prefix: str, options: Sequenc
             "storage_timeout": "1.0",
         },
         "metrics": {"enabled": "true"},
+        **facts,
     }
     return write_conf(home / "gateway.conf", with_options(groups, options))
 

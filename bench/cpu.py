@@ -98,3 +98,19 @@ class Interval:
             if after is not None:
                 total += after[1] - (before[1] if before is not None else 0.0)
         return total
+
+
+def pids_named(commands: Iterable[str]) -> list[int]:
+    """Processes whose command name (/proc/PID/comm) is one of ``commands``."""
+    wanted = set(commands)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/comm", encoding="ascii", errors="replace") as comm:
+                if comm.read().strip() in wanted:
+                    found.append(int(entry))
+        except OSError:
+            continue  # exited between listdir and open
+    return found

@@ -13,9 +13,11 @@ import os
 import platform
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -32,6 +34,9 @@ from bench.profile import report as profile_report
 from bench.scenarios import SCENARIOS, TOKEN, Scenario, wrk_script
 from bench.stats import fmt, median
 from bench.tools import Tools, locate, nginx_command
+
+# The services the gateway rows use on this machine (RabbitMQ's Erlang VM, Redis).
+SERVICE_COMMANDS = ("beam.smp", "redis-server")
 
 ROWS = ("direct", "nginx", "hop", "gateway-lean", "gateway-operator", "gateway-2w")
 GATEWAY_ROWS = ("gateway-lean", "gateway-operator", "gateway-2w")
@@ -123,6 +128,7 @@ class Bench:
         self.server_ids: list[str] = []
         self.keystone_url = ""
         self.key_prefix = f"nova_gateway_bench_{os.getpid()}"
+        self.bus = bus_url(args)
         self.profile: list[str] = []
         self.rows: dict[str, Row] = {}
         self.samples: list[Sample] = []
@@ -149,6 +155,7 @@ class Bench:
                     str(self.upstream_port),
                     "--seed",
                     str(self.args.servers),
+                    *self.notify_args(),
                 ],
                 self.layout.upstream,
             ),
@@ -174,6 +181,13 @@ class Bench:
                 row.skipped = self._check_row(row)
             if row.skipped is not None:
                 self.note(f"row {row.name} skipped: {row.skipped}")
+
+    def notify_args(self) -> list[str]:
+        """novasim publishes Nova's notifications when the run has a bus (the gateways'
+        mirror reads them); the run goes without one if RabbitMQ cannot be reached."""
+        if self.bus is None:
+            return []
+        return ["--notify-url", self.bus, "--notify-topic", self.key_prefix + "_topic"]
 
     def _server_ids(self) -> list[str]:
         request = urllib.request.Request(
@@ -218,12 +232,13 @@ class Bench:
     def gateway_argv(self, name: str, port: int) -> list[str]:
         """The command of a gateway row (and of the profiled operator gateway)."""
         workers = 2 if name == "gateway-2w" else 1
+        facts = configs.server_facts(self.bus, self.key_prefix)
         if name == "gateway-operator":
             config = configs.operator(
-                self.workdir, self.keystone_url, self.key_prefix, self.args.gateway_option
+                self.workdir, self.keystone_url, self.key_prefix, self.args.gateway_option, facts
             )
         else:
-            config = configs.lean(self.workdir, self.args.gateway_option)
+            config = configs.lean(self.workdir, self.args.gateway_option, facts)
         return [
             sys.executable,
             "-m",
@@ -324,7 +339,14 @@ class Bench:
         return report, load_cpu, interval
 
     def _foreign(self, interval: cpu.Interval, load_cpu: float) -> float:
-        ours = interval.group_cpu(self.pgids()) + interval.pid_cpu([os.getpid()]) + load_cpu
+        # The broker and Redis serve the run's own rows: their CPU is not another tenant's.
+        services = interval.pid_cpu(cpu.pids_named(SERVICE_COMMANDS))
+        ours = (
+            interval.group_cpu(self.pgids())
+            + interval.pid_cpu([os.getpid()])
+            + load_cpu
+            + services
+        )
         return interval.foreign_percent(ours)
 
     def closed_sample(self, scenario: Scenario, row: Row, rep: int, script: Path) -> Sample:
@@ -764,7 +786,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--rabbit-url",
         default="rabbit://guest:guest@127.0.0.1:5672/",
-        help="RabbitMQ for the mixed scenario's notifications",
+        help="RabbitMQ for novasim's notifications (the gateways' server-facts mirror)",
+    )
+    parser.add_argument(
+        "--no-bus",
+        action="store_true",
+        help="gateways without the server-facts mirror (each action reads its server)",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
@@ -794,6 +821,18 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         parser.error("mixed-servers 1..200, mixed-workers 1..8")
     args.mixed = args.mixed or args.mixed_only
     return args
+
+
+def bus_url(args: argparse.Namespace) -> str | None:
+    """The run's RabbitMQ URL, or None (``--no-bus``, or nothing listening there)."""
+    if args.no_bus:
+        return None
+    parsed = urllib.parse.urlsplit(args.rabbit_url)
+    try:
+        socket.create_connection((parsed.hostname or LOOPBACK, parsed.port or 5672), 2).close()
+    except OSError:
+        return None
+    return str(args.rabbit_url)
 
 
 def _terminate(signum: int, _frame: FrameType | None) -> None:
