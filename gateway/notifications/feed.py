@@ -140,6 +140,11 @@ class NotificationFeed:
         self._handed = 0
         self._taken = 0
         self._overflow = False  # thread only
+        # Callbacks for the event loop, in order (appended by the thread, taken by the loop).
+        self._inbox: collections.deque[tuple[Callable[..., None], tuple[Any, ...]]] = (
+            collections.deque()
+        )
+        self._drain_scheduled = False
         # Event-loop state.
         self.connected = False
         self.epoch = 0
@@ -290,13 +295,33 @@ class NotificationFeed:
         self._post(self._take, epoch, item)
 
     def _post(self, callback: Callable[..., None], *args: Any) -> None:
+        """Hand ``callback(*args)`` to the event loop, in order with everything handed
+        before. One wake-up of the loop per batch, not per message: each wake-up is a
+        write to asyncio's self-pipe and a turn of the loop, which cost more than parsing
+        the notification when Nova is busy."""
         loop = self._loop
         if loop is None:
             return
+        self._inbox.append((callback, args))
+        if self._drain_scheduled:
+            return  # the loop has not run the last drain yet: it will take this too
+        self._drain_scheduled = True
         try:
-            loop.call_soon_threadsafe(callback, *args)
+            loop.call_soon_threadsafe(self._drain)
         except RuntimeError:  # the loop is closed: nobody is listening any more
             self._stopping.set()
+
+    def _drain(self) -> None:
+        # Cleared before taking: whatever the thread appends from now on is either taken
+        # by this drain or schedules the next one (the GIL orders both sides).
+        self._drain_scheduled = False
+        inbox = self._inbox
+        while inbox:
+            callback, args = inbox.popleft()
+            try:
+                callback(*args)
+            except Exception:  # one failure must not strand what follows it
+                log.exception("notification_feed_callback_failed")
 
     # -- on the event loop -------------------------------------------------------------
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -13,6 +15,7 @@ from gateway.notifications.feed import (
     broker_urls,
     queue_name,
 )
+from tests.support.waiting import wait_until
 
 
 @pytest.mark.parametrize(
@@ -53,3 +56,33 @@ def test_the_feed_is_live_only_connected_and_with_a_recent_heartbeat() -> None:
     assert feed.live_epoch(0.5, now) is None  # lagging past the bound
     feed.connected = False
     assert feed.live_epoch(2.0, now) is None
+
+
+async def test_the_loop_is_woken_once_per_batch_and_everything_keeps_its_order() -> None:
+    """A busy Nova sends bursts: the feed's thread wakes the event loop once for all it
+    has handed since the loop last took, and a reconnection between two messages still
+    separates them (the new epoch's messages are kept, the old one's dropped)."""
+    feed = NotificationFeed(FeedSettings("rabbit://h/", "nova", ("versioned",), "q", 0.5))
+    loop = asyncio.get_running_loop()
+    wakeups = 0
+
+    class CountingLoop:
+        def call_soon_threadsafe(self, callback: Any, *args: Any) -> Any:
+            nonlocal wakeups
+            wakeups += 1
+            return loop.call_soon_threadsafe(callback, *args)
+
+    feed._loop = CountingLoop()  # type: ignore[assignment]
+    feed._post(feed._on_connected, 1, "q.1")
+    for _ in range(50):
+        feed._hand(1, None)  # an event the gateway does not use: counted as ignored
+    feed._post(feed._on_connected, 2, "q.2")
+    for _ in range(50):
+        feed._hand(2, None)
+    feed._hand(1, None)  # the old connection's, arriving after the new one began
+    assert wakeups == 1  # the loop did not run in between: one batch
+    await wait_until(lambda: feed._taken == 101, what="the batch taken")
+    assert (feed.epoch, feed.counters.connects, feed.counters.ignored) == (2, 2, 100)
+    feed._hand(2, None)
+    assert wakeups == 2  # taken: the next message wakes the loop again
+    await wait_until(lambda: feed._taken == 102, what="the next message")
