@@ -15,7 +15,6 @@ import asyncio
 import json
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import skip_or_fail
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.processes import ServerProcess, free_port, novasim_process, start_server
 from tests.support.redis_lab import (
     ClusterLab,
     SentinelLab,
@@ -57,18 +56,9 @@ rules:
 
 @pytest.fixture(scope="module")
 def novasim() -> Iterator[tuple[str, str]]:
-    process = start_server(
-        "novasim",
-        [sys.executable, "-m", "novasim", "--host", "127.0.0.1", "--port", "0", "--seed", "1"],
-        ready_timeout=30,
-    )
-    try:
-        root = process.url.removesuffix("/v2.1")
-        with urllib.request.urlopen(f"{root}/_sim/seed", timeout=10) as answer:
-            seeded = json.load(answer)["servers"]
-        yield process.url, next(server for project, server in seeded if project == "p1")
-    finally:
-        process.stop()
+    """The simulator as its own process (seeded) and the id of a p1 server."""
+    with novasim_process() as started:
+        yield started
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import skip_or_fail
-from tests.support.processes import ServerProcess, free_port, start_server
+from tests.support.processes import ServerProcess, free_port, novasim_process, start_server
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 LIMIT = 5
@@ -65,19 +64,8 @@ async def redis_prefix() -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 def novasim() -> Iterator[tuple[str, str]]:
     """The simulator as its own process (seeded) and the id of a p1 server."""
-    process = start_server(
-        "novasim",
-        [sys.executable, "-m", "novasim", "--host", "127.0.0.1", "--port", "0", "--seed", "1"],
-        ready_timeout=30,
-    )
-    try:
-        root = process.url.removesuffix("/v2.1")
-        with urllib.request.urlopen(f"{root}/_sim/seed", timeout=10) as answer:
-            seeded = json.load(answer)["servers"]
-        server = next(server for project, server in seeded if project == "p1")
-        yield process.url, server
-    finally:
-        process.stop()
+    with novasim_process() as started:
+        yield started
 
 
 def children_of(pid: int) -> list[int]:

@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import queue
 import re
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
@@ -210,3 +213,20 @@ def _stop_leftovers() -> None:
     """Last resort if a test session dies without running its fixture finalizers."""
     for server in list(_RUNNING.values()):
         server.stop(timeout=5.0)
+
+
+@contextlib.contextmanager
+def novasim_process(seed: int = 1) -> Iterator[tuple[str, str]]:
+    """novasim as its own process (seeded): its /v2.1 URL and the id of a p1 server."""
+    process = start_server(
+        "novasim",
+        [sys.executable, "-m", "novasim", "--host", LOOPBACK, "--port", "0", "--seed", str(seed)],
+        ready_timeout=30,
+    )
+    try:
+        root = process.url.removesuffix("/v2.1")
+        with urllib.request.urlopen(f"{root}/_sim/seed", timeout=10) as answer:
+            seeded = json.load(answer)["servers"]
+        yield process.url, next(server for project, server in seeded if project == "p1")
+    finally:
+        process.stop()
