@@ -84,6 +84,18 @@ async def receive_body(gate: Gate, call: Call, request: web.BaseRequest) -> None
     if request.headers.get("Expect", "").lower() == "100-continue" and request.version >= (1, 1):
         # The low-level server leaves Expect to us; answer it only once the size passed.
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    content = request.content
+    if content.is_eof():
+        # The whole body is here already (none, or one that came with its headers): take
+        # it as it is, with no deadline to set and no read to wait on.
+        try:
+            whole = content.read_nowait(-1)
+        except RequestPayloadError:
+            raise _unreadable() from None
+        if len(whole) > gate.max_body:
+            raise _too_large(gate)
+        call.body = whole
+        return
     chunks: list[bytes] = []
     size = 0
     try:
@@ -106,11 +118,13 @@ async def receive_body(gate: Gate, call: Call, request: web.BaseRequest) -> None
             version_headers=False,
         ) from None
     except RequestPayloadError:
-        # The client's framing or encoding broke off mid-body: its fault, not ours (no 500).
-        raise Fault(
-            400, "Malformed request body", reason="body_unreadable", version_headers=False
-        ) from None
+        raise _unreadable() from None
     call.body = b"".join(chunks)
+
+
+def _unreadable() -> Fault:
+    # The client's framing or encoding broke off mid-body: its fault, not ours (no 500).
+    return Fault(400, "Malformed request body", reason="body_unreadable", version_headers=False)
 
 
 # oslo.middleware's sizelimit hands webob this text as it is: Nova's 413 says "(%s)".
