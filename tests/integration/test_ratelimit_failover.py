@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -26,7 +25,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import skip_or_fail
-from tests.support.processes import ServerProcess, free_port, novasim_process, start_server
+from tests.support.gateway import start_gateway_process_async
+from tests.support.processes import (
+    LOOPBACK,
+    ServerProcess,
+    novasim_process,
+)
 from tests.support.redis_lab import (
     ClusterLab,
     SentinelLab,
@@ -101,25 +105,14 @@ async def start_gateways(
             **rate_limit,
         },
     }
-    config = tmp_path / f"gateway-{uuid.uuid4().hex[:8]}.conf"
-    config.write_text(
-        "".join(
-            f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in values.items())
-            for group, values in sections.items()
+
+    async def start(index: int) -> Gateway:
+        lab = await start_gateway_process_async(
+            upstream, tmp_path, tmp_path, sections, name=f"gateway-{index}-{uuid.uuid4().hex[:8]}"
         )
-    )
+        return Gateway(lab.process, f"http://{LOOPBACK}:{lab.api_port}", lab.admin_url)
 
-    def start(index: int) -> Gateway:
-        api, admin = free_port(), free_port()
-        argv = [
-            sys.executable, "-m", "gateway", "--config-file", str(config),
-            "--upstream-url", upstream, "--workers", "1",
-            "--listen", f"127.0.0.1:{api}", "--admin-listen", f"127.0.0.1:{admin}",
-        ]  # fmt: skip
-        process = start_server(f"gateway-{index}", argv, ready_timeout=60, log_dir=tmp_path)
-        return Gateway(process, f"http://127.0.0.1:{api}", f"http://127.0.0.1:{admin}")
-
-    return list(await asyncio.gather(*(asyncio.to_thread(start, i) for i in range(count))))
+    return list(await asyncio.gather(*(start(i) for i in range(count))))
 
 
 def new_prefix() -> str:

@@ -8,7 +8,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -21,7 +20,12 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import skip_or_fail
-from tests.support.processes import ServerProcess, free_port, novasim_process, start_server
+from tests.support.gateway import start_gateway_process_async
+from tests.support.processes import (
+    LOOPBACK,
+    ServerProcess,
+    novasim_process,
+)
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 LIMIT = 5
@@ -101,7 +105,7 @@ class Gateway:
 
 
 async def start_gateway(
-    tmp_path: Path, upstream: str, settings: Mapping[str, Mapping[str, Any]], *extra: str
+    tmp_path: Path, upstream: str, settings: Mapping[str, Mapping[str, Any]], workers: int = 1
 ) -> Gateway:
     name = f"gateway-{uuid.uuid4().hex[:8]}"
     rules = tmp_path / f"{name}-rules.yaml"
@@ -114,22 +118,10 @@ async def start_gateway(
     }
     for group, values in settings.items():
         sections.setdefault(group, {}).update(values)
-    config = tmp_path / f"{name}.conf"
-    config.write_text(
-        "".join(
-            f"[{group}]\n" + "".join(f"{key} = {value}\n" for key, value in values.items())
-            for group, values in sections.items()
-        )
+    lab = await start_gateway_process_async(
+        upstream, tmp_path, tmp_path, sections, workers, name=name
     )
-    api_port, admin_port = free_port(), free_port()
-    argv = [
-        sys.executable, "-m", "gateway", "--config-file", str(config),
-        "--upstream-url", upstream,
-        "--listen", f"127.0.0.1:{api_port}", "--admin-listen", f"127.0.0.1:{admin_port}",
-        *extra,
-    ]  # fmt: skip
-    process = await asyncio.to_thread(start_server, name, argv, ready_timeout=60)
-    return Gateway(process, f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{admin_port}")
+    return Gateway(lab.process, f"http://{LOOPBACK}:{lab.api_port}", lab.admin_url)
 
 
 @pytest.fixture
@@ -343,8 +335,8 @@ async def test_metrics_add_up_across_two_workers(
         tmp_path,
         upstream,
         {"rate_limit": shared_redis(redis_prefix)},
-        "--workers", "2",
-    )  # fmt: skip
+        workers=2,
+    )
     gateways.append(gateway)
     path = f"/v2.1/servers/{server}/action"
     listed = [await send(gateway.api, "GET", "/v2.1/servers") for _ in range(6)]
