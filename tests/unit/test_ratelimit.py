@@ -70,9 +70,14 @@ def policy(tmp_path: Path) -> PolicyEngine:
     return PolicyEngine(make_conf(tmp_path / "no-policy-files"))
 
 
+# The limiter's clock for the tests that do not move it: half-way through a minute, so
+# what they assert does not depend on where in the minute the suite happens to run.
+MID_WINDOW = (int(time.time()) // 60 + 10) * 60 + 30.0
+
+
 @pytest.fixture
 async def limiter(policy: PolicyEngine) -> Any:
-    limiter = RateLimiter(parse_rules(RULES), policy)
+    limiter = RateLimiter(parse_rules(RULES), policy, clock=lambda: MID_WINDOW)
     yield limiter
     await limiter.close()
 
@@ -273,7 +278,9 @@ async def test_limit_admits_n_then_refuses_with_nova_overlimit(limiter: RateLimi
         await limiter.check(refused)
     fault = error.value
     assert (fault.status, fault.reason) == (429, "rate_limited")
-    assert fault.retry_after is not None and 1 <= fault.retry_after <= 60
+    # Three calls fill this minute's window 30 s in; one more fits 20 s into the next
+    # minute, when these three have faded to two: 60 × 4/3 − 30 s from now.
+    assert fault.retry_after == 50
     assert fault.headers["Retry-After"] == str(fault.retry_after)
     body = json.loads(fault.body())
     assert body["overLimit"]["code"] == 429
