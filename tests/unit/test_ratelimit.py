@@ -279,7 +279,7 @@ async def test_limit_admits_n_then_refuses_with_nova_overlimit(limiter: RateLimi
     fault = error.value
     assert (fault.status, fault.reason) == (429, "rate_limited")
     # Three calls fill this minute's window 30 s in; one more fits 20 s into the next
-    # minute, when these three have faded to two: 60 × 4/3 − 30 s from now.
+    # minute, when these three have faded to two: 60 * 4/3 - 30 s from now.
     assert fault.retry_after == 50
     assert fault.headers["Retry-After"] == str(fault.retry_after)
     body = json.loads(fault.body())
