@@ -130,6 +130,7 @@ class Bench:
         self.key_prefix = f"nova_gateway_bench_{os.getpid()}"
         self.bus = bus_url(args)
         self.profile: list[str] = []
+        self.stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
         self.rows: dict[str, Row] = {}
         self.samples: list[Sample] = []
         self.notes: list[str] = list(tools.notes)
@@ -255,17 +256,18 @@ class Bench:
             str(workers),
         ]
 
-    def run_profile(self) -> None:
-        """The operator gateway once more, alone on its CPU, under cProfile while wrk
-        sends each scenario: where its CPU goes, beside the table."""
-        row = self.rows.get("gateway-operator")
+    def run_profile(self, row_name: str) -> None:
+        """A gateway row (the operator's by default) once more, alone on its CPU, under
+        cProfile while wrk sends each scenario: where its CPU goes, beside the table."""
+        row = self.rows.get(row_name)
         if row is None or row.skipped is not None or row.child is None or self.tools.wrk is None:
             return
         self.children.stop(row.child)  # the profiled gateways have its CPU to themselves
         for name in self.args.scenarios:
             port = free_port()
-            out = self.workdir / f"operator-{name}.prof"
-            argv = self.gateway_argv("gateway-operator", port)
+            self.args.results_dir.mkdir(parents=True, exist_ok=True)  # kept for pstats
+            out = self.args.results_dir / f"profile-{self.stamp}-{row_name}-{name}.prof"
+            argv = self.gateway_argv(row_name, port)
             argv = [argv[0], "-m", "bench.profile", str(out), "--", *argv[3:]]
             child = self.children.spawn(
                 f"profiled-{name}", pinned(argv, self.layout.single), cwd=REPO
@@ -342,10 +344,7 @@ class Bench:
         # The broker and Redis serve the run's own rows: their CPU is not another tenant's.
         services = interval.pid_cpu(cpu.pids_named(SERVICE_COMMANDS))
         ours = (
-            interval.group_cpu(self.pgids())
-            + interval.pid_cpu([os.getpid()])
-            + load_cpu
-            + services
+            interval.group_cpu(self.pgids()) + interval.pid_cpu([os.getpid()]) + load_cpu + services
         )
         return interval.foreign_percent(ours)
 
@@ -684,8 +683,8 @@ def report(bench: Bench, meta: dict[str, Any]) -> str:
     if bench.profile:
         out += [
             "",
-            "### Where the operator gateway's CPU goes (cProfile of its event loop; the audit "
-            "writer thread is not in it)",
+            f"### Where the {args.profile_row} row's CPU goes (cProfile of its event loop; "
+            "the audit writer and notification feed threads are not in it)",
             *bench.profile,
         ]
     if bench.notes:
@@ -768,8 +767,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         metavar="PCT",
         help="take a sample again (once) when foreign CPU exceeded PCT %% (25; 100: never)",
     )
+    parser.add_argument("--no-profile", action="store_true", help="skip the profiled gateway")
     parser.add_argument(
-        "--no-profile", action="store_true", help="skip the profiled operator gateway"
+        "--profile-row",
+        default="gateway-operator",
+        choices=["gateway-lean", "gateway-operator"],
+        help="the gateway row profiled after the measured repetitions (gateway-operator)",
     )
     parser.add_argument("--no-install", action="store_true", help="never apt-get install wrk/nginx")
     parser.add_argument(
@@ -854,7 +857,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.run_closed()
             bench.run_fixed()
             if not args.no_profile:
-                bench.run_profile()
+                bench.run_profile(args.profile_row)
             bench.children.stop_all()
         if args.mixed:
             mixed = run_mixed(args, workdir, bench.note)
@@ -868,8 +871,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     text = report(bench, meta) + ("\n\n" + "\n".join(mixed) if mixed else "")
     print(text)
     args.results_dir.mkdir(parents=True, exist_ok=True)
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    result_path = args.results_dir / f"run-{stamp}.json"
+    result_path = args.results_dir / f"run-{bench.stamp}.json"
     document = {
         "meta": meta,
         "notes": bench.notes,

@@ -357,6 +357,7 @@ class MetricsObserver:
         # as bounded as the metrics' own label sets.
         self._requests: dict[tuple[str, str, str, str], Counter] = {}
         self._durations: dict[str, tuple[Histogram, Histogram]] = {}
+        self._grades: dict[str, Counter] = {}
 
     def _sources(self) -> list[_Delta]:
         m, gate = self.metrics, self._gate
@@ -424,7 +425,11 @@ class MetricsObserver:
         for reason in call.server_reads:
             m.server_reads.labels(reason).inc()
         if call.facts_grade is not None:
-            m.server_facts_decisions.labels(call.facts_grade.value).inc()
+            grade = call.facts_grade.value
+            graded = self._grades.get(grade)
+            if graded is None:
+                graded = self._grades[grade] = m.server_facts_decisions.labels(grade)
+            graded.inc()
         if call.refusal_confirmation is not None:
             m.refusal_confirmations.labels(call.refusal_confirmation).inc()
         if call.rate_limit is not None:

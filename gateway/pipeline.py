@@ -31,7 +31,7 @@ from gateway.nova.catalogue import (
     When,
 )
 from gateway.nova.faults import Fault, Shape, not_found
-from gateway.nova.validation import validate_action
+from gateway.nova.validation import validate_action_bytes
 from gateway.policy.engine import Outcome, PolicyEngine, build_target, rules_for
 from gateway.proxy.headers import REQUEST_ID, ForwardingPolicy, end_to_end
 from gateway.proxy.upstream import Upstream
@@ -143,8 +143,7 @@ async def check_audit_ready(gate: Gate, call: Call, request: web.BaseRequest) ->
 
 
 async def route(gate: Gate, call: Call, request: web.BaseRequest) -> None:
-    path, query = routing.split_target(call.target, gate.max_path)
-    call.route = routing.classify(call.method, path, query)
+    call.route = routing.route_of(call.method, call.target, gate.max_path)
 
 
 _UNAUTHENTICATED = (routing.RouteKind.VERSIONS, routing.RouteKind.VERSION_DOCUMENT)
@@ -240,7 +239,7 @@ async def rate_limit(gate: Gate, call: Call, request: web.BaseRequest) -> None:
 async def validate_body(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.action is None or call.version is None or call.action_body is None:
         return
-    validate_action(call.action, call.version, call.action_body)
+    validate_action_bytes(call.action, call.version, call.body, call.action_body)
 
 
 async def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:

@@ -162,9 +162,13 @@ class SinkWorker:
     ) -> None:
         self._queue.append((record, context, waiter))  # deque.append is atomic: no lock
         if waiter is not None:
-            # Someone waits for this one: the writer must not linger for company.
-            self._hurry.set()
-            self._wake.set()
+            # Someone waits for this one: the writer must not linger for company. An
+            # Event already set is not set again (set() takes its lock and notifies);
+            # the writer clears both before it drains, so it sees this record either way.
+            if not self._hurry.is_set():
+                self._hurry.set()
+            if not self._wake.is_set():
+                self._wake.set()
         elif len(self._queue) == 1:
             # Only the first record after the writer emptied the queue wakes it: while
             # it drains, it takes what arrives without being told (a wake-up per record

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from types import MappingProxyType
 from typing import Protocol
 
@@ -68,6 +68,7 @@ def _normal(name: str) -> str:
 _TOKENS = frozenset({"x-auth-token", "x-service-token"})
 
 
+@lru_cache(maxsize=1024)  # clients send the same few header names on every request
 def is_identity_header(name: str) -> bool:
     normal = _normal(name)
     if normal in _TOKENS:

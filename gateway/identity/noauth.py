@@ -7,6 +7,7 @@ reachable without ``[identity] allow_noauth`` nor be mistaken for authentication
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 
 from gateway.identity.credentials import Credentials
 from gateway.identity.refusals import MAX_TOKEN_LENGTH, header_values, unauthorized
@@ -71,6 +72,11 @@ def parse_token(token: str) -> Credentials:
     )
 
 
+# A lab token means the same caller every time: its Credentials (frozen) are built once
+# and shared, as Keystone's token cache shares them. A refused token is never remembered.
+_credentials_of = lru_cache(maxsize=1024)(parse_token)
+
+
 class NoAuthAuthenticator:
     """Believes the token: for demos and tests against novasim/realnova only."""
 
@@ -83,7 +89,7 @@ class NoAuthAuthenticator:
             raise unauthorized("token_missing")
         if len(tokens) > 1:
             raise unauthorized("token_ambiguous")
-        return parse_token(tokens[0].strip())
+        return _credentials_of(tokens[0].strip())
 
     async def service_token(self) -> str:
         return self._service_token

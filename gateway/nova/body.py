@@ -120,8 +120,27 @@ def _check_string(text: str) -> None:
         raise _Ambiguous(f"a string holds {kind} (U+{point:04X})")
 
 
+# Small bodies already found strict I-JSON: read again with json's plain reader, which
+# gives the same value for them (no duplicate keys, ints and floats as the hooks return
+# them) without a Python call per object and number. Forgotten all at once when full.
+_STRICT_MAX_BODY = 512
+_STRICT_REMEMBERED = 4096
+_strict: set[bytes] = set()
+
+
 def parse_json(raw: bytes) -> Any:
     """Decode a body as strict UTF-8 I-JSON; Nova's 400 for anything else."""
+    if raw in _strict:
+        return json.loads(raw.decode("utf-8"))
+    value = _parse_strict(raw)
+    if len(raw) <= _STRICT_MAX_BODY:
+        if len(_strict) >= _STRICT_REMEMBERED:
+            _strict.clear()
+        _strict.add(raw)
+    return value
+
+
+def _parse_strict(raw: bytes) -> Any:
     try:
         # Nova decodes UTF-8 strictly before json.loads, so a BOM or UTF-16 is invalid.
         text = raw.decode("utf-8")

@@ -26,16 +26,26 @@ def _as_wsgi(value: str) -> str:
     return value.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
-def _folded(headers: Iterable[tuple[str, str]], name: str) -> str | None:
+def _folded(values: list[str]) -> str | None:
     """Repeated headers folded with ',' as a WSGI server hands them to Nova."""
-    values = [_as_wsgi(value).strip() for key, value in headers if key.lower() == name.lower()]
-    return ",".join(values) if values else None
+    return ",".join(_as_wsgi(value).strip() for value in values) if values else None
+
+
+_STANDARD = STANDARD_HEADER.lower()
+_LEGACY = LEGACY_HEADER.lower()
 
 
 def requested_version_string(headers: Iterable[tuple[str, str]]) -> str | None:
     """The raw version string Nova would read, or None when no header names one."""
-    header_list = list(headers)
-    standard = _folded(header_list, STANDARD_HEADER)
+    standard_values: list[str] = []
+    legacy_values: list[str] = []
+    for key, value in headers:  # one pass for both headers
+        lower = key.lower()
+        if lower == _STANDARD:
+            standard_values.append(value)
+        elif lower == _LEGACY:
+            legacy_values.append(value)
+    standard = _folded(standard_values)
     if standard is not None:
         # The last entry for our service wins; entries without a version are skipped.
         for entry in reversed(standard.split(",")):
@@ -44,7 +54,7 @@ def requested_version_string(headers: Iterable[tuple[str, str]]) -> str | None:
                 version = parts[1].strip()
                 if version:
                     return version
-    legacy = _folded(header_list, LEGACY_HEADER)
+    legacy = _folded(legacy_values)
     if legacy is not None:
         return legacy.split(",")[-1].strip()
     return None

@@ -77,6 +77,28 @@ def split_target(target: str, max_length: int) -> tuple[str, str]:
     return path, query
 
 
+# Routes by (method, target, path limit): clients repeat the same few targets, and a
+# Route is a function of exactly these (frozen; the route table is fixed). Only short
+# targets, and only those that passed, are remembered; forgotten all at once when full.
+_ROUTE_MAX_TARGET = 256
+_ROUTES_REMEMBERED = 4096
+_routes: dict[tuple[str, str, int], Route] = {}
+
+
+def route_of(method: str, target: str, max_length: int) -> Route:
+    """split_target then classify, remembered for short targets; the same Faults."""
+    key = (method, target, max_length)
+    found = _routes.get(key)
+    if found is None:
+        path, query = split_target(target, max_length)
+        found = classify(method, path, query)
+        if len(target) <= _ROUTE_MAX_TARGET:
+            if len(_routes) >= _ROUTES_REMEMBERED:
+                _routes.clear()
+            _routes[key] = found
+    return found
+
+
 def classify(method: str, path: str, query: str) -> Route:
     """What the request is, from its canonical path; 404 for paths outside the API.
 

@@ -162,6 +162,29 @@ def validate_action(spec: ActionSpec, version: Version, body: dict[str, Any]) ->
         raise Fault(400, message, reason="schema")
 
 
+# Bodies already found valid, by (action, version, the body's exact bytes): most calls
+# repeat a handful of small bodies ({"lock": null}, {"reboot": {"type": "SOFT"}}), and
+# validity is a function of exactly these (the bytes parse one way only). Only small
+# bodies, and only valid ones, are remembered; forgotten all at once when full.
+_VALID_MAX_BODY = 512
+_VALID_REMEMBERED = 4096
+_valid: set[tuple[str, Version, bytes]] = set()
+
+
+def validate_action_bytes(
+    spec: ActionSpec, version: Version, raw: bytes, body: dict[str, Any]
+) -> None:
+    """validate_action for ``body`` parsed from ``raw``, remembering small valid bodies."""
+    key = (spec.key, version, raw)
+    if key in _valid:
+        return
+    validate_action(spec, version, body)
+    if len(raw) <= _VALID_MAX_BODY:
+        if len(_valid) >= _VALID_REMEMBERED:
+            _valid.clear()
+        _valid.add(key)
+
+
 def first_error(schema: Mapping[str, Any], body: Any) -> str | None:
     """Nova's message for the FIRST error (validator.validate), or None when valid."""
     try:

@@ -177,6 +177,9 @@ def _token_scope(creds: Mapping[str, Any]) -> str:
     return "project"
 
 
+_SUBJECTS_REMEMBERED = 4096
+
+
 class PolicyEngine:
     """Decides rules for the gateway; reloads its files in the background when they change.
 
@@ -214,6 +217,7 @@ class PolicyEngine:
             log.warning(
                 "policy directory missing: Nova's defaults apply", policy_dir=str(self._dir)
             )
+        self._subjects: dict[int, tuple[Credentials, LoadedPolicy, _Subject]] = {}
         self._policy = self._initial_load()
 
     def _load(self) -> LoadedPolicy:
@@ -251,6 +255,22 @@ class PolicyEngine:
         return self._decide_one(self._policy, rule, target, credentials)
 
     def _subject(self, loaded: LoadedPolicy, credentials: Credentials) -> _Subject:
+        """The caller's subject, remembered per credentials object and policy generation:
+        a call asks for it more than once (is_admin, then each authorize stage), and a
+        cached token's credentials come back on every call with it. Only when
+        context_is_admin is a compiled check (a pure function of the credentials); the
+        credentials are held with it, so their id() cannot stand for another object."""
+        held = self._subjects.get(id(credentials))
+        if held is not None and held[0] is credentials and held[1] is loaded:
+            return held[2]
+        subject = self._new_subject(loaded, credentials)
+        if subject.failure is None and CONTEXT_IS_ADMIN not in loaded.by_oslo:
+            if len(self._subjects) >= _SUBJECTS_REMEMBERED:
+                self._subjects.clear()
+            self._subjects[id(credentials)] = (credentials, loaded, subject)
+        return subject
+
+    def _new_subject(self, loaded: LoadedPolicy, credentials: Credentials) -> _Subject:
         roles = credentials.policy_roles
         creds = _nova_values(credentials)
         try:

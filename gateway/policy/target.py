@@ -55,24 +55,43 @@ def rules_for(
     ``locked_by`` is "owner", "admin" or None. Response-view rules never refuse; they are
     listed only with ``include_response_view``.
     """
-    host = _host_given(spec, body_value, version)
-    conditions = {
-        When.ALWAYS: True,
-        When.TRUSTED_CERTS_GIVEN: version >= _TRUSTED_CERTS_FROM
-        and isinstance(body_value, Mapping)
-        and "trusted_image_certificates" in body_value,
-        When.HOST_ABSENT: not host,
-        When.HOST_GIVEN: host,
-        When.UNSHELVE_TO_HOST: version >= _UNSHELVE_TO_HOST_FROM
-        and isinstance(body_value, Mapping)
-        and bool(body_value.get("host")),
-        When.VOLUME_BACKED: not server_image,
-        # Nova's is_expected_locked_by: the unlocker must match who locked it.
-        When.LOCKED_BY_OTHER: bool(locked_by)
-        and locked_by != ("owner" if caller_project == server_project else "admin"),
-        When.RESPONSE_VIEW: include_response_view,
-    }
-    return [rule for rule in spec.policies if conditions[rule.when]]
+    rules = spec.policies
+    if all(rule.when is When.ALWAYS for rule in rules):
+        return list(rules)  # most actions: nothing about the call to look at
+    host: bool | None = None  # read from the body only if a rule asks
+
+    def applies(when: When) -> bool:
+        nonlocal host
+        if when is When.ALWAYS:
+            return True
+        if when is When.HOST_ABSENT or when is When.HOST_GIVEN:
+            if host is None:
+                host = _host_given(spec, body_value, version)
+            return host is (when is When.HOST_GIVEN)
+        if when is When.TRUSTED_CERTS_GIVEN:
+            return (
+                version >= _TRUSTED_CERTS_FROM
+                and isinstance(body_value, Mapping)
+                and "trusted_image_certificates" in body_value
+            )
+        if when is When.UNSHELVE_TO_HOST:
+            return (
+                version >= _UNSHELVE_TO_HOST_FROM
+                and isinstance(body_value, Mapping)
+                and bool(body_value.get("host"))
+            )
+        if when is When.VOLUME_BACKED:
+            return not server_image
+        if when is When.LOCKED_BY_OTHER:
+            # Nova's is_expected_locked_by: the unlocker must match who locked it.
+            return bool(locked_by) and locked_by != (
+                "owner" if caller_project == server_project else "admin"
+            )
+        if when is When.RESPONSE_VIEW:
+            return include_response_view
+        raise AssertionError(f"unknown condition {when}")
+
+    return [rule for rule in rules if applies(rule.when)]
 
 
 def build_target(

@@ -79,6 +79,9 @@ class Upstream:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 auto_decompress=False,
+                # One session carries every client's calls: a cookie Nova (or anything
+                # in front of it) set for one must never go up with another's.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
                 timeout=aiohttp.ClientTimeout(
                     total=self.settings.total_timeout,

@@ -155,6 +155,23 @@ async def test_trusted_front_proxy_chain_is_kept(
     assert sent["x-forwarded-host"] == "compute.example.com"
 
 
+async def test_a_cookie_the_upstream_sets_never_goes_up_with_a_later_call(
+    fake_upstream: tuple[FakeUpstream, str], start_gateway: Any
+) -> None:
+    # One pooled session carries every client's calls: a cookie jar in it would hand
+    # one caller's cookie to the next (a jar keeps cookies of host names, not of IPs).
+    upstream, url = fake_upstream
+    gateway = base_url(await start_gateway(url.replace("127.0.0.1", "localhost")))
+    status, headers, _ = await send(
+        f"{gateway}/v2.1/servers", headers={"X-Reply-Cookie": "session=alice-secret"}
+    )
+    assert status == 200 and headers["Set-Cookie"] == "session=alice-secret; Path=/"
+    status, _, _ = await send(f"{gateway}/v2.1/servers", headers={"X-Auth-Token": "eve:p2"})
+    assert status == 200
+    later = {key.lower(): value for key, value in upstream.received[-1].headers}
+    assert later["x-auth-token"] == "eve:p2" and "cookie" not in later
+
+
 async def test_request_ids(fake_upstream: tuple[FakeUpstream, str], start_gateway: Any) -> None:
     upstream, url = fake_upstream
     gateway = base_url(await start_gateway(url))

@@ -90,6 +90,9 @@ class FakeUpstream:
         response.headers["X-Secret-Hop"] = "must not pass"
         response.headers.add("Vary", "OpenStack-API-Version")
         response.headers.add("Vary", "X-OpenStack-Nova-API-Version")
+        cookie = request.headers.get("X-Reply-Cookie")
+        if cookie is not None:
+            response.headers["Set-Cookie"] = f"{cookie}; Path=/"
         return response
 
     async def big(self, request: web.Request) -> web.StreamResponse:

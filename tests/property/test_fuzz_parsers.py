@@ -13,6 +13,7 @@ import re
 from typing import Any
 from urllib.parse import unquote
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -133,6 +134,30 @@ def test_body_reader_and_dispatch(raw: bytes) -> None:
         assert fault.status in (400, 404)
         return
     assert isinstance(nova_reads, dict) and list(nova_reads) == [key] and spec.key == key
+
+
+def _typed(value: Any) -> Any:
+    """A value with each scalar's type beside it (1 == 1.0 == True to ==)."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value), value)
+
+
+@FUZZ
+@given(raw=_bodies)
+def test_a_body_read_again_reads_the_same(raw: bytes) -> None:
+    """The reader remembers small bodies it accepted and reads them again with json's
+    plain reader: the same value, type for type, and the same refusal for the rest."""
+    try:
+        first = body.parse_json(raw)
+    except Fault as fault:
+        with pytest.raises(Fault) as again:
+            body.parse_json(raw)
+        assert (again.value.status, again.value.message) == (fault.status, fault.message)
+        return
+    assert _typed(body.parse_json(raw)) == _typed(first)
 
 
 # -- request targets -----------------------------------------------------------------------

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from gateway.proxy.headers import ForwardingPolicy, end_to_end, global_request_id, new_request_id
 
 
@@ -89,6 +91,13 @@ def test_request_ids() -> None:
     assert rid.startswith("req-") and len(rid) == 40
     assert global_request_id([("X-OpenStack-Request-ID", rid)]) == rid
     assert global_request_id([("x-openstack-request-id", "req-nope")]) is None
+    # Each one a random version-4 UUID in its canonical form, as Nova's own.
+    ids = [new_request_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    for each in ids:
+        parsed = uuid.UUID(each[len("req-") :])
+        assert str(parsed) == each[len("req-") :]
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
     assert (
         global_request_id([("X-OpenStack-Request-ID", rid), ("X-OpenStack-Request-ID", rid)])
         is None

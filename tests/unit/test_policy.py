@@ -295,6 +295,22 @@ def test_reload_on_change(engine: PolicyEngine, tmp_path: Path) -> None:
     assert engine.decide(PAUSE, TARGET, MEMBER).allowed
 
 
+def test_is_admin_follows_a_reload_for_the_same_credentials(
+    engine: PolicyEngine, tmp_path: Path
+) -> None:
+    # The engine remembers a caller's subject per credentials object and policy
+    # generation: a new policy must be asked again, for the very same object.
+    assert engine.is_admin(ADMIN) and engine.is_admin(ADMIN)
+    assert not engine.is_admin(MEMBER) and not engine.decide(MIGRATE, TARGET, MEMBER).allowed
+    write(tmp_path / "policy.d" / "site.yaml", '"context_is_admin": "role:member"')
+    assert engine.poll()
+    assert engine.is_admin(MEMBER) and not engine.is_admin(READER)
+    assert engine.decide(MIGRATE, TARGET, MEMBER).allowed  # rule:context_is_admin
+    # An equal but distinct object is its own caller, decided alike.
+    twin = Credentials("u-member", "p1", frozenset({"member", "reader"}))
+    assert engine.is_admin(twin)
+
+
 @pytest.mark.parametrize(
     "broken",
     [

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from gateway.nova import routing
 from gateway.nova.faults import Fault, Shape
 from gateway.nova.routing import RouteKind, classify, split_target
 
@@ -113,3 +114,40 @@ def test_server_resource_is_marked_for_put_and_delete() -> None:
     route = route_of("DELETE", f"/v2.1/servers/{SID}")
     assert route.server_resource and route.server_id == SID
     assert not route_of("GET", f"/v2.1/servers/{SID}").server_resource
+
+
+@pytest.mark.parametrize(
+    "method,target",
+    [
+        ("POST", f"/v2.1/servers/{SID}/action"),
+        ("GET", f"/v2.1/servers/{SID}"),
+        ("DELETE", f"/v2.1/servers/{SID}"),
+        ("GET", "/v2.1/servers/detail?changes-since=2026-01-01"),
+        ("POST", f"/v2.1/servers/{SID}/Action"),
+        ("GET", "/"),
+        ("GET", "/v2.1/"),
+    ],
+)
+def test_a_remembered_route_is_the_route(method: str, target: str) -> None:
+    # route_of remembers; every later call gets what split_target + classify give.
+    first = routing.route_of(method, target, 2048)
+    assert routing.route_of(method, target, 2048) is first
+    assert first == route_of(method, target)
+    assert routing.route_of("PUT" if method != "PUT" else "GET", target, 2048).methods == (
+        first.methods
+    )
+
+
+@pytest.mark.parametrize("target", ["/v2.1//servers", "/v2.1/servers/../x", "/v3/servers"])
+def test_a_refused_target_is_refused_every_time(target: str) -> None:
+    for _ in range(2):
+        with pytest.raises(Fault):
+            routing.route_of("GET", target, 2048)
+
+
+def test_the_path_limit_is_part_of_what_is_remembered() -> None:
+    target = "/v2.1/servers/" + "a" * 40
+    assert routing.route_of("GET", target, 2048).kind is RouteKind.API
+    with pytest.raises(Fault) as refused:
+        routing.route_of("GET", target, 30)
+    assert refused.value.status == 414

@@ -13,7 +13,7 @@ import pytest
 from gateway.nova.catalogue import BY_KEY
 from gateway.nova.faults import Fault
 from gateway.nova.types import v
-from gateway.nova.validation import first_error, validate_action
+from gateway.nova.validation import first_error, validate_action, validate_action_bytes
 
 UUID = "4f8a1a34-8d4e-4d4b-9d3c-0b2f0c3b5e6a"
 NAME_MESSAGE = (
@@ -361,3 +361,16 @@ def test_validation_never_mutates_the_body() -> None:
     with pytest.raises(Fault):
         validate_action(BY_KEY["createImage"], v("2.1"), body)
     assert repr(body) == snapshot
+
+
+def test_a_body_valid_at_one_version_is_still_judged_at_another() -> None:
+    # validate_action_bytes remembers valid bodies by action, version and bytes.
+    # Before 2.73 lock takes anything; from 2.73 a locked_reason must not be empty.
+    raw = b'{"lock": {"locked_reason": ""}}'
+    value: dict[str, Any] = {"lock": {"locked_reason": ""}}
+    for _ in range(2):
+        validate_action_bytes(BY_KEY["lock"], v("2.72"), raw, value)
+    for _ in range(2):
+        with pytest.raises(Fault) as refused:
+            validate_action_bytes(BY_KEY["lock"], v("2.73"), raw, value)
+        assert refused.value.status == 400
