@@ -61,14 +61,26 @@ class Call:
     decided_seconds: float = 0.0
     exchange: Exchange = field(default_factory=Exchange)
     status: int | None = None
+    _header_index: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
 
     def header(self, name: str) -> str | None:
         """The single value of a header, or None; several values count as one joined."""
-        values = [value for key, value in self.headers if key.lower() == name.lower()]
+        values = self._by_name().get(name.lower())
         return ",".join(values) if values else None
 
     def header_values(self, name: str) -> list[str]:
-        return [value for key, value in self.headers if key.lower() == name.lower()]
+        return list(self._by_name().get(name.lower(), ()))
+
+    def _by_name(self) -> dict[str, list[str]]:
+        # Built on first use: stages ask for headers by name several times per call.
+        # ``headers`` is not changed once the call is built (call_from).
+        index = self._header_index
+        if index is None:
+            index = {}
+            for key, value in self.headers:
+                index.setdefault(key.lower(), []).append(value)
+            self._header_index = index
+        return index
 
     @property
     def action_key(self) -> str | None:

@@ -93,19 +93,26 @@ def global_request_id(headers: Iterable[tuple[str, str]]) -> str | None:
 
 
 def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    tokens: set[str] = set()
-    for key, value in headers:
-        if key.lower() == "connection":
-            tokens.update(token.strip().lower() for token in value.split(",") if token.strip())
-    return frozenset(tokens)
+    return _tokens(value for key, value in headers if key.lower() == "connection")
 
 
-def end_to_end(headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Drop hop-by-hop headers and those a Connection header names (never protected ones)."""
-    pairs = list(headers)
-    named = connection_tokens(pairs) - PROTECTED
-    drop = HOP_BY_HOP | named
-    return [(key, value) for key, value in pairs if key.lower() not in drop]
+def _tokens(values: Iterable[str]) -> frozenset[str]:
+    return frozenset(
+        token.strip().lower() for value in values for token in value.split(",") if token.strip()
+    )
+
+
+def end_to_end(
+    headers: Iterable[tuple[str, str]], also_drop: frozenset[str] = frozenset()
+) -> list[tuple[str, str]]:
+    """Drop hop-by-hop headers and those a Connection header names (never protected ones),
+    and any named in ``also_drop`` (lower-case); each name is lower-cased once."""
+    named = [(key.lower(), key, value) for key, value in headers]
+    connection = [value for lower, _, value in named if lower == "connection"]
+    drop = HOP_BY_HOP | also_drop
+    if connection:
+        drop = drop | (_tokens(connection) - PROTECTED)
+    return [(key, value) for lower, key, value in named if lower not in drop]
 
 
 _PEERS_REMEMBERED = 4096

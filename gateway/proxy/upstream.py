@@ -205,9 +205,8 @@ class Upstream:
             whole = upstream.content.at_eof() and request.method != "HEAD"
             kind = _WholeResponse if whole else web.StreamResponse
             response = kind(status=upstream.status, reason=upstream.reason)
-            for key, value in end_to_end(upstream.headers.items()):
-                if key.lower() not in RESPONSE_SKIP:
-                    response.headers.add(key, value)
+            for key, value in end_to_end(upstream.headers.items(), RESPONSE_SKIP):
+                response.headers.add(key, value)
             for key, value in response_headers:
                 if key not in response.headers:
                     response.headers[key] = value
