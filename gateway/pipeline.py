@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from aiohttp import web
@@ -32,7 +32,7 @@ from gateway.nova.catalogue import (
 )
 from gateway.nova.faults import Fault, Shape, not_found
 from gateway.nova.validation import validate_action_bytes
-from gateway.policy.engine import Outcome, PolicyEngine, build_target, rules_for
+from gateway.policy.engine import Decision, Outcome, PolicyEngine, build_target, rules_for
 from gateway.proxy.headers import REQUEST_ID, ForwardingPolicy, end_to_end
 from gateway.proxy.upstream import Upstream
 from gateway.proxy.versions import UpstreamVersions
@@ -64,7 +64,10 @@ class Gate:
     audit: AuditTrail | None = None
 
 
-Stage = Callable[[Gate, Call, web.BaseRequest], Awaitable[None]]
+# A stage refuses by raising a Fault. One that may wait (identity, storage, a read of
+# Nova) hands back what to await; one that never waits is a plain function (no
+# coroutine to make and run for it on every call).
+Stage = Callable[[Gate, Call, web.BaseRequest], Awaitable[None] | None]
 
 
 class CallObserver(Protocol):
@@ -142,7 +145,7 @@ async def check_audit_ready(gate: Gate, call: Call, request: web.BaseRequest) ->
         await gate.audit.admit(call)
 
 
-async def route(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def route(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     call.route = routing.route_of(call.method, call.target, gate.max_path)
 
 
@@ -158,10 +161,13 @@ async def authenticate(gate: Gate, call: Call, request: web.BaseRequest) -> None
     # a server) and is part of the audit record; a call that is only proxied skips it.
     route = call.route
     if gate.audit is not None or _is_action(call) or route.server_resource:
-        call.is_admin = await gate.policy.is_admin_async(call.credentials)
+        admin = gate.policy.is_admin_inline(call.credentials)
+        if admin is None:  # context_is_admin reaches a remote check: off the loop
+            admin = await gate.policy.is_admin_async(call.credentials)
+        call.is_admin = admin
 
 
-async def check_forwardable(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def check_forwardable(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """Only what every reader sees alike goes up: a method Nova's router routes at the
     path (its 404 otherwise, after authentication as at Nova), named once (no override),
     with a body only where the method has one."""
@@ -171,7 +177,7 @@ async def check_forwardable(gate: Gate, call: Call, request: web.BaseRequest) ->
     forwardable.check_no_body(call.method, call.headers, call.body)
 
 
-async def negotiate_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def negotiate_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.route is None or call.route.kind is routing.RouteKind.VERSIONS:
         return  # the version list lives outside the v2.1 application: no negotiation
     supported = gate.versions.range
@@ -182,7 +188,7 @@ def _is_action(call: Call) -> bool:
     return call.route is not None and call.route.kind is routing.RouteKind.SERVER_ACTION
 
 
-async def check_content_type(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def check_content_type(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """Nova's 415 for an action (even without a body); every body as application/json."""
     content_type = call.header("Content-Type")
     if _is_action(call):
@@ -190,7 +196,7 @@ async def check_content_type(gate: Gate, call: Call, request: web.BaseRequest) -
     forwardable.check_body_media_type(content_type, call.body)
 
 
-async def dispatch_action(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def dispatch_action(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """Every body is read by the one strict reader (what other readers could take
     differently is refused); an action's is then dispatched as Nova's action_peek."""
     if call.route is not None and call.route.server_resource:
@@ -204,7 +210,7 @@ async def dispatch_action(gate: Gate, call: Call, request: web.BaseRequest) -> N
     call.action_body = value
 
 
-async def check_url_project(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def check_url_project(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """A project id in the URL must be the token's (Nova's 400, before the version gate)."""
     url_project = call.route.url_project_id if call.route is not None else None
     if url_project is None or call.credentials is None:
@@ -218,7 +224,7 @@ async def check_url_project(gate: Gate, call: Call, request: web.BaseRequest) ->
         )
 
 
-async def check_action_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def check_action_version(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """Outside its range an action is Nova's 404, before any validation."""
     if call.action is None or call.version is None:
         return
@@ -229,24 +235,27 @@ async def check_action_version(gate: Gate, call: Call, request: web.BaseRequest)
         raise Fault(removed.status, removed.message, reason="action_removed")
 
 
-async def rate_limit(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def rate_limit(gate: Gate, call: Call, request: web.BaseRequest) -> Awaitable[None] | None:
     """Gateway-only: before the schema, policy and the server read, so a flood costs
     Nova nothing; after the checks that need no storage."""
-    if gate.rate_limiter is not None:
-        await gate.rate_limiter.check(call)
+    limiter = gate.rate_limiter
+    if limiter is None or not limiter.rules.rules:
+        return None  # no rules (SIGHUP may add some): nothing to count, nothing to await
+    return limiter.check(call)
 
 
-async def validate_body(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def validate_body(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.action is None or call.version is None or call.action_body is None:
         return
     validate_action_bytes(call.action, call.version, call.body, call.action_body)
 
 
-async def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:
-    """Nova's ``context.can`` for each rule; the first enforced refusal is a 403."""
+def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> Awaitable[None] | None:
+    """Nova's ``context.can`` for each rule; the first enforced refusal is a 403. Decided
+    at once unless a rule reaches a remote check (then what to await, off the loop)."""
     assert call.action is not None and call.credentials is not None
     if not rules:
-        return
+        return None
     version = call.version or microversion.DEFAULT_VERSION
     server = call.server
     target = build_target(
@@ -268,9 +277,30 @@ async def _authorize(gate: Gate, call: Call, rules: list[PolicyRule]) -> None:
         if any(rule.target is Target.CALLER for rule in rules)
         else None
     )
+    decision = gate.policy.decide_all_inline(
+        rules, target, call.credentials, caller_target=caller_target
+    )
+    if decision is not None:
+        _enforce(call, decision)
+        return None
+    return _authorize_off_loop(gate, call, rules, target, caller_target)
+
+
+async def _authorize_off_loop(
+    gate: Gate,
+    call: Call,
+    rules: list[PolicyRule],
+    target: dict[str, Any],
+    caller_target: dict[str, Any] | None,
+) -> None:
+    assert call.credentials is not None
     decision = await gate.policy.decide_all_async(
         rules, target, call.credentials, caller_target=caller_target
     )
+    _enforce(call, decision)
+
+
+def _enforce(call: Call, decision: Decision) -> None:
     call.verdicts.extend((verdict.rule, verdict.outcome.value) for _, verdict in decision.each)
     if decision.verdict.outcome is Outcome.DENIED:
         raise Fault(
@@ -299,10 +329,13 @@ def _rules(call: Call, *, after_state: bool, caller_target: bool) -> list[Policy
     ]
 
 
-async def authorize_without_server(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def authorize_without_server(
+    gate: Gate, call: Call, request: web.BaseRequest
+) -> Awaitable[None] | None:
     """Console actions: Nova checks policy with the caller's own target before the lookup."""
     if call.action is not None and call.action.lookup is Lookup.AFTER_POLICY:
-        await _authorize(gate, call, _rules(call, after_state=False, caller_target=True))
+        return _authorize(gate, call, _rules(call, after_state=False, caller_target=True))
+    return None
 
 
 async def look_up_server(gate: Gate, call: Call, request: web.BaseRequest) -> None:
@@ -347,25 +380,29 @@ def _decides_beyond_nova(gate: Gate, call: Call) -> bool:
     return gate.policy.reads_server(rules)
 
 
-async def authorize(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def authorize(gate: Gate, call: Call, request: web.BaseRequest) -> Awaitable[None] | None:
     if call.action is not None and call.action.lookup is not Lookup.AFTER_POLICY:
-        await _authorize(gate, call, _rules(call, after_state=False, caller_target=False))
+        return _authorize(gate, call, _rules(call, after_state=False, caller_target=False))
+    return None
 
 
-async def check_lock(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def check_lock(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.action is not None and call.server is not None:
         gates.check_lock(call.action, call.server, call.is_admin, gate.strict_locks)
 
 
-async def check_state(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def check_state(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     if call.action is not None and call.server is not None:
         gates.check_state(call.action, call.server, call.action_value)
 
 
-async def authorize_after_state(gate: Gate, call: Call, request: web.BaseRequest) -> None:
+def authorize_after_state(
+    gate: Gate, call: Call, request: web.BaseRequest
+) -> Awaitable[None] | None:
     """Rules Nova checks inside the compute API, after lock and state (unshelve to host)."""
     if call.action is not None and call.credentials is not None:
-        await _authorize(gate, call, _rules(call, after_state=True, caller_target=False))
+        return _authorize(gate, call, _rules(call, after_state=True, caller_target=False))
+    return None
 
 
 # The gate, in Nova's order (nova-actions.md §0) for the checks Nova also makes.
@@ -429,11 +466,13 @@ async def decide(gate: Gate, call: Call, request: web.BaseRequest) -> None:
     """Run the stages; a refusal decided on a copy of the server is decided again on a
     fresh read before it is answered (a stale refusal is a wrong answer)."""
     for stage in STAGES[:ON_SERVER_FACTS]:
-        await stage(gate, call, request)
+        if (waiting := stage(gate, call, request)) is not None:
+            await waiting
     verdicts = len(call.verdicts)
     try:
         for stage in STAGES[ON_SERVER_FACTS:]:
-            await stage(gate, call, request)
+            if (waiting := stage(gate, call, request)) is not None:
+                await waiting
     except Fault:
         if call.facts_grade in (None, Grade.FRESH):
             raise
@@ -442,7 +481,8 @@ async def decide(gate: Gate, call: Call, request: web.BaseRequest) -> None:
         call.read_server = ReadReason.CONFIRM
         call.refusal_confirmation = "stood"
         for stage in STAGES[ON_SERVER_FACTS:]:
-            await stage(gate, call, request)
+            if (waiting := stage(gate, call, request)) is not None:
+                await waiting
         call.refusal_confirmation = "overturned"
 
 

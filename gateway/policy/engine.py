@@ -417,6 +417,31 @@ class PolicyEngine:
         blocks = loaded.blocks(rule.name for rule in listed)
         return work() if not blocks else await self._off_loop(work)
 
+    def decide_all_inline(
+        self,
+        rules: Iterable[PolicyRule],
+        target: Mapping[str, Any],
+        credentials: Credentials,
+        *,
+        caller_target: Mapping[str, Any] | None = None,
+    ) -> Decision | None:
+        """``decide_all`` now, on the caller's thread, when no rule (nor context_is_admin)
+        reaches a remote check; None when one does (then use decide_all_async). One
+        policy generation decides and answers that question."""
+        loaded = self._policy
+        listed = tuple(rules)
+        if loaded.blocks(rule.name for rule in listed):
+            return None
+        return self._decide_all(loaded, listed, target, credentials, caller_target)
+
+    def is_admin_inline(self, credentials: Credentials) -> bool | None:
+        """``is_admin`` now when context_is_admin reaches no remote check, else None (then
+        use is_admin_async); one policy generation answers both."""
+        loaded = self._policy
+        if loaded.blocks(()):
+            return None
+        return self._subject(loaded, credentials).creds["is_admin"] is True
+
     async def is_admin_async(self, credentials: Credentials) -> bool:
         """``is_admin`` without blocking the loop."""
         work = partial(self.is_admin, credentials)

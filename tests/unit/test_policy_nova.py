@@ -18,7 +18,7 @@ from oslo_policy import policy as oslo
 from gateway import config
 from gateway.identity.credentials import Credentials
 from gateway.identity.keystone import credentials_from_token
-from gateway.nova.catalogue import BY_KEY
+from gateway.nova.catalogue import BY_KEY, PolicyRule
 from gateway.nova.types import v
 from gateway.policy.engine import Outcome, PolicyEngine, Reason, build_target, rules_for
 from tests.support import nova_policy
@@ -226,6 +226,13 @@ def test_remote_check_in_context_is_admin(both: Callable[..., Both], point: Deci
     (asked,) = point.take()
     assert (asked.rule, asked.target) == ("context_is_admin", TARGET)
     assert asked.credentials["is_admin"] is None  # not computed yet, as in Nova
+    # Never asked on the event loop: the inline answers step aside for the remote check,
+    # and asking is never remembered (the decision point is asked each time).
+    member = credentials_from_token(MEMBER)
+    assert policy.gateway.is_admin_inline(member) is None
+    assert policy.gateway.decide_all_inline([PolicyRule(PAUSE)], TARGET, member) is None
+    assert policy.gateway.is_admin(member) and policy.gateway.is_admin(member)
+    assert len(point.take()) == 2
     policy.gateway_allows(PAUSE, TARGET, MEMBER)
     gateway_asked = point.take()
     policy.nova_says(PAUSE, TARGET, MEMBER)
