@@ -99,6 +99,10 @@ class Credentials:
     # The role names as the issuer spelled and ordered them (keystonemiddleware's X-Roles,
     # Nova's creds['roles']); empty when the issuer's spelling is ``roles`` itself.
     role_names: tuple[str, ...] = ()
+    # What other concerns derive from this caller once and keep with it (the policy
+    # engine's subject per policy generation): a cached caller's values live and die
+    # with its cache entry. Not part of the caller's identity (no compare, no repr).
+    memo: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def policy_credentials(self) -> dict[str, object]:
         """Nova's policy credentials but ``is_admin``: oslo.context's to_policy_values(),

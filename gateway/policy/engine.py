@@ -177,7 +177,7 @@ def _token_scope(creds: Mapping[str, Any]) -> str:
     return "project"
 
 
-_SUBJECTS_REMEMBERED = 4096
+_SUBJECT_MEMO = "policy_subject"  # the key of Credentials.memo this engine keeps
 
 
 class PolicyEngine:
@@ -217,7 +217,6 @@ class PolicyEngine:
             log.warning(
                 "policy directory missing: Nova's defaults apply", policy_dir=str(self._dir)
             )
-        self._subjects: dict[int, tuple[Credentials, LoadedPolicy, _Subject]] = {}
         self._policy = self._initial_load()
 
     def _load(self) -> LoadedPolicy:
@@ -255,19 +254,17 @@ class PolicyEngine:
         return self._decide_one(self._policy, rule, target, credentials)
 
     def _subject(self, loaded: LoadedPolicy, credentials: Credentials) -> _Subject:
-        """The caller's subject, remembered per credentials object and policy generation:
-        a call asks for it more than once (is_admin, then each authorize stage), and a
+        """The caller's subject, kept with the credentials for this policy generation: a
+        call asks for it more than once (is_admin, then each authorize stage), and a
         cached token's credentials come back on every call with it. Only when
-        context_is_admin is a compiled check (a pure function of the credentials); the
-        credentials are held with it, so their id() cannot stand for another object."""
-        held = self._subjects.get(id(credentials))
-        if held is not None and held[0] is credentials and held[1] is loaded:
-            return held[2]
+        context_is_admin is a compiled check (a pure function of the credentials)."""
+        held = credentials.memo.get(_SUBJECT_MEMO)
+        if isinstance(held, tuple) and held[0] is loaded:
+            subject: _Subject = held[1]
+            return subject
         subject = self._new_subject(loaded, credentials)
         if subject.failure is None and CONTEXT_IS_ADMIN not in loaded.by_oslo:
-            if len(self._subjects) >= _SUBJECTS_REMEMBERED:
-                self._subjects.clear()
-            self._subjects[id(credentials)] = (credentials, loaded, subject)
+            credentials.memo[_SUBJECT_MEMO] = (loaded, subject)  # one generation kept
         return subject
 
     def _new_subject(self, loaded: LoadedPolicy, credentials: Credentials) -> _Subject:
