@@ -92,10 +92,6 @@ def global_request_id(headers: Iterable[tuple[str, str]]) -> str | None:
     return None
 
 
-def connection_tokens(headers: Iterable[tuple[str, str]]) -> frozenset[str]:
-    return _tokens(value for key, value in headers if key.lower() == "connection")
-
-
 def _tokens(values: Iterable[str]) -> frozenset[str]:
     return frozenset(
         token.strip().lower() for value in values for token in value.split(",") if token.strip()
