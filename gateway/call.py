@@ -61,7 +61,9 @@ class Call:
     decided_seconds: float = 0.0
     exchange: Exchange = field(default_factory=Exchange)
     status: int | None = None
-    _header_index: dict[str, list[str]] | None = field(default=None, repr=False, compare=False)
+    _header_index: dict[str, list[str]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
 
     def header(self, name: str) -> str | None:
         """The single value of a header, or None; several values count as one joined."""
