@@ -14,7 +14,7 @@ constraints=$source_dir/constraints.txt
 "$python" -m venv "$prefix"
 pip="$prefix/bin/python -m pip --disable-pip-version-check --no-input"
 $pip install --quiet --constraint "$constraints" --upgrade pip
-# Not editable, and the fast extra (uvloop, hiredis) only: no test tools in a production install.
+# Not editable, and the fast extra (uvloop) only: no test tools in a production install.
 $pip install --quiet --constraint "$constraints" --build-constraint "$constraints" \
     "$source_dir[fast]"
 $pip check

@@ -40,6 +40,7 @@ from gateway.nova.faults import Fault
 from gateway.nova.routing import API_PREFIX
 from gateway.policy.engine import Outcome, PolicyEngine
 from gateway.policy.gateway_rules import RATE_LIMIT_EXEMPT
+from gateway.ratelimit.pipe import Address, PipedScript, RedisPipe
 from gateway.ratelimit.rules import (
     Per,
     Rule,
@@ -56,8 +57,19 @@ from gateway.ratelimit.view import (
     limits_entries,
     rate_headers,
 )
-from gateway.ratelimit.windows import MemoryWindows, RedisWindows, WindowStore
-from gateway.tls.contexts import ClientFiles, redis_tls_options, verification_failure
+from gateway.ratelimit.windows import (
+    CHECK_SCRIPT,
+    MemoryWindows,
+    RedisWindows,
+    WindowStore,
+    redis_py_runner,
+)
+from gateway.tls.contexts import (
+    ClientFiles,
+    client_context,
+    redis_tls_options,
+    verification_failure,
+)
 
 __all__ = [
     "CircuitBreaker",
@@ -162,18 +174,34 @@ class RateLimiter:
         self._fail_closed = fail_closed
         self._clock = clock
         self.breaker = CircuitBreaker(breaker_cooldown)
-        self.storage = _storage(storage_url, key_prefix, timeout, tls or ClientFiles())
+        tls = tls or ClientFiles()
+        self.storage = _storage(storage_url, key_prefix, timeout, tls)
         self.shared = not isinstance(self.storage, MemoryStorage)
         self._key_prefix = key_prefix
         self._windows: WindowStore | None = None
         self._strategy: Strategy | None = None
+        self.pipe: RedisPipe | None = None
         if strategy != SLIDING_WINDOW_COUNTER:
             self._strategy = STRATEGIES[strategy](self.storage)
         elif isinstance(self.storage, RedisStorage) and isinstance(
             self.storage.bridge, RedispyBridge
         ):
-            # The client limits built (Sentinel's primary, the cluster, TLS): ours to script.
-            self._windows = RedisWindows(self.storage.bridge.get_connection())
+            client: Any = self.storage.bridge.get_connection()
+            scheme = storage_url.partition("://")[0]
+            if scheme in SINGLE_REDIS_SCHEMES:
+                # One Redis: counted over the gateway's pipelined connection, at the
+                # address (and with the login) redis-py read from the URL.
+                context = (
+                    client_context(tls, "[rate_limit] " + _TLS_FILE_OPTIONS)
+                    if scheme in TLS_SCHEMES
+                    else None
+                )
+                address = Address.of_pool(client.connection_pool.connection_kwargs, context)
+                self.pipe = RedisPipe(address, timeout)
+                self._windows = RedisWindows(PipedScript(self.pipe, CHECK_SCRIPT))
+            else:
+                # Sentinel's primary, a cluster's nodes: the client limits built.
+                self._windows = RedisWindows(redis_py_runner(client))
         elif not self.shared:
             self._windows = MemoryWindows()
         else:
@@ -232,9 +260,13 @@ class RateLimiter:
         except self._errors as exc:
             self.breaker.failed()
             self.storage_errors += 1
+            if self.pipe is not None:
+                self.pipe.abort()
             log.warning("rate_limit_storage_unreachable_at_start", **_failure(exc))
 
     async def close(self) -> None:
+        if self.pipe is not None:
+            await self.pipe.close()
         # limits offers no close(); its redis-py clients hold the connection pools (with
         # Sentinel: the primary's, the replicas' and one per sentinel).
         bridge = getattr(self.storage, "bridge", None)
@@ -289,6 +321,10 @@ class RateLimiter:
         except self._errors as exc:
             self.breaker.failed()
             self.storage_errors += 1
+            if self.pipe is not None:
+                # Whatever failed (a Redis that hangs, a reply in error), the breaker's
+                # next probe starts on a new connection, not behind stuck commands.
+                self.pipe.abort()
             log.warning(
                 "rate_limit_storage_failed",
                 **_failure(exc),
@@ -499,6 +535,8 @@ REDIS_URL_SCHEMES = {
     "async+redis+cluster": "Redis Cluster (async+redis+cluster://[:PASSWORD@]HOST:PORT,HOST:PORT,...)",
     "async+rediss+cluster": "Redis Cluster over TLS",
 }
+# One Redis, neither Sentinel nor a cluster: counted over the gateway's own pipe.
+SINGLE_REDIS_SCHEMES = ("async+redis", "async+rediss")
 # TLS spellings `limits` has no scheme for: its plain scheme with redis-py's ssl=True.
 TLS_SCHEMES = {
     "async+rediss": "async+rediss",

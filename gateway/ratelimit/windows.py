@@ -209,18 +209,34 @@ return counts
 """
 
 
+class ScriptRunner(Protocol):
+    """Runs CHECK_SCRIPT in Redis: the pipe (gateway.ratelimit.pipe) or redis-py's Script."""
+
+    async def __call__(self, keys: Sequence[str], args: Sequence[str | int]) -> Any: ...
+
+
+def redis_py_runner(client: Any) -> ScriptRunner:
+    """CHECK_SCRIPT through a redis-py client (Sentinel's primary, a cluster): its Script
+    runs EVALSHA and loads the script again after a Redis restart."""
+    script = client.register_script(CHECK_SCRIPT)
+
+    async def run(keys: Sequence[str], args: Sequence[str | int]) -> Any:
+        return await script(keys=list(keys), args=list(args))
+
+    return run
+
+
 class RedisWindows:
     """Counters in Redis shared by every worker and replica: one script call per check,
     whatever the number of rules, so a check costs one round trip."""
 
-    def __init__(self, client: Any) -> None:
-        # redis-py's Script: EVALSHA, and the script loaded again after a Redis restart.
-        self._script = client.register_script(CHECK_SCRIPT)
+    def __init__(self, run_script: ScriptRunner) -> None:
+        self._run_script = run_script
 
     async def check(
         self, keys: Sequence[str], limits: Sequence[RateLimitItem], cost: int, now: float
     ) -> tuple[bool, list[Counted]]:
-        arguments: list[Any] = [cost]
+        arguments: list[str | int] = [cost]
         windows: list[tuple[float, float]] = []
         for limit in limits:
             period = float(limit.get_expiry())
@@ -228,7 +244,7 @@ class RedisWindows:
             windows.append((period, start))
             index, weight = int(start // period), weight_left(period, start, now)
             arguments.append(f"{limit.amount} {index} {weight!r} {int(2000 * period)}")
-        answer = await self._script(keys=list(keys), args=arguments)
+        answer = await self._run_script(keys, arguments)
         admitted = bool(int(answer[0]))
         return admitted, [
             counted(
