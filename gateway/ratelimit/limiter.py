@@ -66,7 +66,7 @@ from gateway.ratelimit.windows import (
 )
 from gateway.tls.contexts import (
     ClientFiles,
-    client_context,
+    RenewedClientContext,
     redis_tls_options,
     verification_failure,
 )
@@ -192,7 +192,7 @@ class RateLimiter:
                 # One Redis: counted over the gateway's pipelined connection, at the
                 # address (and with the login) redis-py read from the URL.
                 context = (
-                    client_context(tls, "[rate_limit] " + _TLS_FILE_OPTIONS)
+                    RenewedClientContext(tls, "[rate_limit] " + _TLS_FILE_OPTIONS)
                     if scheme in TLS_SCHEMES
                     else None
                 )

@@ -17,7 +17,7 @@ import asyncio
 import hashlib
 import ssl
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -35,10 +35,12 @@ class Address:
     db: int = 0
     username: str | None = None
     password: str | None = None
-    tls: ssl.SSLContext | None = None  # verifies the Redis's chain and name when set
+    # The context for each new connection (it verifies the Redis's chain and name; renewed
+    # files are read again); None: no TLS.
+    tls: Callable[[], ssl.SSLContext] | None = None
 
     @classmethod
-    def of_pool(cls, kwargs: dict[str, Any], tls: ssl.SSLContext | None) -> Address:
+    def of_pool(cls, kwargs: dict[str, Any], tls: Callable[[], ssl.SSLContext] | None) -> Address:
         """From redis-py's ConnectionPool.connection_kwargs (what it parsed of the URL)."""
         return cls(
             host=str(kwargs.get("host") or "localhost"),
@@ -169,12 +171,14 @@ class RedisPipe:
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> _Connection:
         address = self.address
+        # Building a context reads its files: off the loop (only when connecting).
+        context = await asyncio.to_thread(address.tls) if address.tls is not None else None
         _, connection = await loop.create_connection(
             lambda: _Connection(loop),
             address.host,
             address.port,
-            ssl=address.tls,
-            server_hostname=address.host if address.tls is not None else None,
+            ssl=context,
+            server_hostname=address.host if context is not None else None,
         )
         try:
             login: list[Sequence[str | int]] = []

@@ -12,7 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+import structlog
+
 from gateway.config import INTERMEDIATE_CIPHERS, ConfigError
+
+log = structlog.get_logger(__name__)
 
 MINIMUM_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
 
@@ -83,6 +87,43 @@ def client_context(files: ClientFiles, owner: str) -> ssl.SSLContext:
         # PROTOCOL_TLS_CLIENT's defaults: checked, so that no later change loosens them.
         raise RuntimeError("a client context must verify its peer's certificate and name")
     return context
+
+
+class RenewedClientContext:
+    """``client_context``, built again when one of its files changed (inode, size or
+    modification time): a renewed client certificate or CA reaches the next connection
+    without a restart. A changed set that does not load keeps the last one that did."""
+
+    def __init__(self, files: ClientFiles, owner: str) -> None:
+        self._files = files
+        self._owner = owner
+        self._stamp = self._stamps()
+        self._context = client_context(files, owner)  # a broken file fails at start
+
+    def __call__(self) -> ssl.SSLContext:
+        """The context for a new connection. Reads files: call it off the event loop."""
+        stamp = self._stamps()
+        if stamp != self._stamp:
+            try:
+                self._context = client_context(self._files, self._owner)
+            except ConfigError as exc:
+                log.error("tls_reload_failed", owner=self._owner, error=str(exc))
+            else:
+                log.info("tls_client_files_reloaded", owner=self._owner)
+            self._stamp = stamp  # a broken set is reported once, not at every connection
+        return self._context
+
+    def _stamps(self) -> tuple[tuple[int, int, int] | None, ...]:
+        stamps: list[tuple[int, int, int] | None] = []
+        for path in (self._files.ca_file, self._files.cert_file, self._files.key_file):
+            if path:
+                try:
+                    status = os.stat(path)
+                except OSError:
+                    stamps.append(None)
+                else:
+                    stamps.append((status.st_ino, status.st_size, status.st_mtime_ns))
+        return tuple(stamps)
 
 
 def context_for_url(url: str, files: ClientFiles, owner: str) -> ssl.SSLContext | None:

@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from gateway.config import ConfigError
 from gateway.tls.contexts import (
     ClientFiles,
+    RenewedClientContext,
     ServerFiles,
     client_context,
     context_for_url,
@@ -241,3 +243,32 @@ def test_verification_failure_reads_aiohttp_wrappers_and_ignores_other_errors() 
     refused_error = aiohttp.ClientConnectorError(key, ConnectionRefusedError(111, "refused"))
     assert verification_failure(refused_error) is None
     assert verification_failure(TimeoutError()) is None
+
+
+async def test_a_renewed_client_ca_reaches_the_next_connection(pki: tuple, tmp_path: Path) -> None:
+    """RenewedClientContext (the single Redis's TLS): the same context while its files
+    stay, a new one once the CA file is replaced, and the last good one kept (and the
+    failure logged once) while the replacement does not load."""
+    authority, stranger, leaf, _ = pki
+    theirs = stranger.issue("gateway")
+    ca_file = tmp_path / "ca.pem"
+    ca_file.write_bytes(authority.cert_file.read_bytes())
+    renewed = RenewedClientContext(ClientFiles(ca_file=str(ca_file)), "[rate_limit]")
+    first = renewed()
+    assert renewed() is first
+    ours = ServerFiles(str(leaf.cert_file), str(leaf.key_file))
+    other = ServerFiles(str(theirs.cert_file), str(theirs.key_file))
+    assert (await handshake(server_context(ours, "[test]"), first)).ok
+    assert refused(await handshake(server_context(other, "[test]"), first))
+
+    ca_file.write_bytes(stranger.cert_file.read_bytes())  # the deployment moved CAs
+    second = renewed()
+    assert second is not first
+    assert (await handshake(server_context(other, "[test]"), second)).ok
+    assert refused(await handshake(server_context(ours, "[test]"), second))
+
+    ca_file.write_bytes(b"-----BEGIN CERTIFICATE-----\nhalf written")
+    with capture_logs() as logs:
+        assert renewed() is second
+        assert renewed() is second
+    assert [entry["event"] for entry in logs] == ["tls_reload_failed"]
