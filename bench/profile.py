@@ -20,8 +20,9 @@ from pathlib import Path
 # Package directories and what they are in the report; the first match wins.
 GROUPS: tuple[tuple[str, str], ...] = (
     ("/gateway/audit/", "audit trail (records, chain, seal, hand-off)"),
+    ("/gateway/ratelimit/pipe.py", "rate limit (Redis pipe)"),
     ("/gateway/ratelimit/", "rate limit (gateway)"),
-    ("/redis/", "rate limit (redis-py client)"),
+    ("/redis/", "rate limit (redis-py: Sentinel, Cluster)"),
     ("/gateway/identity/", "identity (keystone, token cache)"),
     ("/gateway/policy/", "policy"),
     ("/gateway/nova/", "body, schema, microversion, routing"),
