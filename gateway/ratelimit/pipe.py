@@ -18,7 +18,7 @@ import hashlib
 import ssl
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import hiredis
@@ -34,7 +34,7 @@ class Address:
     port: int
     db: int = 0
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
     # The context for each new connection (it verifies the Redis's chain and name; renewed
     # files are read again); None: no TLS.
     tls: Callable[[], ssl.SSLContext] | None = None

@@ -212,3 +212,8 @@ def test_the_same_under_uvloop_as_the_gateway_runs() -> None:
             await pipe.close()
 
     uvloop.run(both())
+
+
+def test_the_password_is_not_in_the_address_shown() -> None:
+    address = Address("127.0.0.1", 6379, username="gateway", password="s3cret-value")
+    assert "s3cret-value" not in repr(address) and "gateway" in repr(address)
