@@ -358,6 +358,7 @@ class MetricsObserver:
         self._requests: dict[tuple[str, str, str, str], Counter] = {}
         self._durations: dict[str, tuple[Histogram, Histogram]] = {}
         self._grades: dict[str, Counter] = {}
+        self._rate_limited: dict[str, Counter] = {}
 
     def _sources(self) -> list[_Delta]:
         m, gate = self.metrics, self._gate
@@ -433,7 +434,12 @@ class MetricsObserver:
         if call.refusal_confirmation is not None:
             m.refusal_confirmations.labels(call.refusal_confirmation).inc()
         if call.rate_limit is not None:
-            m.rate_limit_decisions.labels(call.rate_limit).inc()
+            decided = self._rate_limited.get(call.rate_limit)
+            if decided is None:
+                decided = self._rate_limited[call.rate_limit] = m.rate_limit_decisions.labels(
+                    call.rate_limit
+                )
+            decided.inc()
             if call.rate_limit == "refused":
                 m.rate_limit_refusals.labels(call.rate_limit_rule or "").inc()
 
