@@ -14,11 +14,10 @@ from dataclasses import dataclass
 
 import aiohttp
 import structlog
-import yarl
 from aiohttp import web
-from multidict import CIMultiDict
 
 from gateway.nova.faults import Fault
+from gateway.proxy.client import Answer, BrokenAnswer, ConnectError, TLSError, UpstreamClient
 from gateway.proxy.headers import RESPONSE_SKIP, end_to_end
 from gateway.tls.contexts import verification_failure
 
@@ -63,6 +62,11 @@ class Upstream:
     def __init__(self, settings: UpstreamSettings) -> None:
         self.settings = settings
         self._session: aiohttp.ClientSession | None = None
+        # Forwarded calls go over the gateway's own client; the session serves the rest
+        # (Keystone, server reads, the version document), where aiohttp's ease matters more.
+        self.client = UpstreamClient(
+            settings.base_url, settings.tls, settings.connect_timeout, settings.read_timeout
+        )
         # Our own gate on the pool so that waiting for a connection is bounded and
         # distinguishable from connecting (aiohttp folds both into one timeout).
         self._slots = asyncio.Semaphore(settings.pool_size)
@@ -92,6 +96,7 @@ class Upstream:
         return self._session
 
     async def close(self) -> None:
+        self.client.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -147,79 +152,68 @@ class Upstream:
         exchange: Exchange,
         rewrite: ResponseRewrite | None,
     ) -> web.StreamResponse:
-        # encoded=True: yarl would otherwise re-quote the target (drop an empty '?',
-        # decode '%2F' in the query, upper-case escapes); the path and query go out
-        # byte for byte as they were decided (the HTTP parser admits only printable ASCII).
-        url = yarl.URL(self.settings.base_url + path_qs, encoded=True)
-        outgoing = CIMultiDict(headers)
+        # total_timeout bounds the whole exchange: the head and first chunk here, the
+        # rest of a streamed body in _stream (read_timeout bounds each wait for bytes).
+        deadline = asyncio.get_running_loop().time() + self.settings.total_timeout
+        answer: Answer | None = None
         try:
-            upstream = await self.session.request(
-                method,
-                url,
-                headers=outgoing,
-                data=body if body or method not in ("GET", "HEAD") else None,
-                allow_redirects=False,
-                compress=None,
-            )
-        except (TimeoutError, aiohttp.ServerTimeoutError):
-            exchange.error = "timeout"
-            raise _upstream_timeout() from None
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as exc:
-            exchange.error = "tls"
-            log.error(
-                "tls_handshake_failed",
-                peer=self.settings.base_url,
-                error=verification_failure(exc) or type(exc).__name__,
-            )
-            raise Fault(
-                502, "The compute API's identity could not be verified.", reason="upstream_tls"
-            ) from None
-        except aiohttp.ClientConnectorError:
-            exchange.error = "refused"
-            raise Fault(502, "The compute API is unreachable.", reason="upstream_refused") from None
-        except (aiohttp.ClientError, OSError):
-            exchange.error = "reset"
-            raise Fault(
-                502, "The compute API closed the connection.", reason="upstream_reset"
-            ) from None
-        async with upstream:
-            exchange.status = upstream.status
-            exchange.request_id = upstream.headers.get("x-openstack-request-id")
             try:
-                # Read the first chunk before committing to a status, so that a body
-                # that never starts becomes a 504 rather than a hung response.
-                first = await upstream.content.read(STREAM_CHUNK)
-                rewritten = False
-                if rewrite is not None and _rewritable(upstream):
-                    first, rewritten = await _read_and_rewrite(upstream, first, rewrite)
-            except (TimeoutError, aiohttp.ServerTimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    answer = await self.client.request(method, path_qs, headers, body)
+                    exchange.status = answer.status
+                    exchange.request_id = answer.headers.get("x-openstack-request-id")
+                    # Read the first chunk before committing to a status, so that a body
+                    # that never starts becomes a 504 rather than a hung response.
+                    first = await answer.content.read(STREAM_CHUNK)
+                    rewritten = False
+                    if rewrite is not None and _rewritable(answer):
+                        first, rewritten = await _read_and_rewrite(answer, first, rewrite)
+            except TimeoutError:  # also the read timeout (aiohttp's ServerTimeoutError)
                 exchange.error = "timeout"
                 raise _upstream_timeout() from None
-            except (aiohttp.ClientError, OSError):
+            except TLSError as exc:
+                exchange.error = "tls"
+                log.error(
+                    "tls_handshake_failed",
+                    peer=self.settings.base_url,
+                    error=verification_failure(exc) or type(exc).__name__,
+                )
+                raise Fault(
+                    502, "The compute API's identity could not be verified.", reason="upstream_tls"
+                ) from None
+            except ConnectError:
+                exchange.error = "refused"
+                raise Fault(
+                    502, "The compute API is unreachable.", reason="upstream_refused"
+                ) from None
+            except (BrokenAnswer, aiohttp.ClientError, OSError):
                 exchange.error = "reset"
                 raise Fault(
                     502, "The compute API closed the connection.", reason="upstream_reset"
                 ) from None
             # The whole body already in hand (most of Nova's answers): its headers and body
             # leave in one write, not two. HEAD keeps the streaming path (no body to join).
-            whole = upstream.content.at_eof() and request.method != "HEAD"
+            whole = answer.content.at_eof() and request.method != "HEAD"
             kind = _WholeResponse if whole else web.StreamResponse
-            response = kind(status=upstream.status, reason=upstream.reason)
-            for key, value in end_to_end(upstream.headers.items(), RESPONSE_SKIP):
+            response = kind(status=answer.status, reason=answer.reason)
+            for key, value in end_to_end(answer.headers.items(), RESPONSE_SKIP):
                 response.headers.add(key, value)
             for key, value in response_headers:
                 if key not in response.headers:
                     response.headers[key] = value
             if rewritten:
                 response.content_length = len(first)
-            elif upstream.content_length is not None:
-                response.content_length = upstream.content_length
+            elif answer.content_length is not None:
+                response.content_length = answer.content_length
             await response.prepare(request)
             if whole:
                 await self._finish(response, first, request, exchange)
             else:
-                await self._stream(upstream, response, first, request, exchange)
+                await self._stream(answer, response, first, request, exchange, deadline)
             return response
+        finally:
+            if answer is not None:
+                answer.release()  # back to the pool only when read to its end
 
     @staticmethod
     async def _finish(
@@ -234,18 +228,20 @@ class Upstream:
 
     async def _stream(
         self,
-        upstream: aiohttp.ClientResponse,
+        answer: Answer,
         response: web.StreamResponse,
         first: bytes,
         request: web.BaseRequest,
         exchange: Exchange,
+        deadline: float,
     ) -> None:
         chunk = first
         try:
-            while chunk:
-                await response.write(chunk)
-                chunk = await upstream.content.read(STREAM_CHUNK)
-            await response.write_eof()
+            async with asyncio.timeout_at(deadline):
+                while chunk:
+                    await response.write(chunk)
+                    chunk = await answer.content.read(STREAM_CHUNK)
+                await response.write_eof()
         except (TimeoutError, aiohttp.ClientError, OSError):
             # The status is already sent: cutting the connection is the only honest
             # way to tell the client the body is incomplete.
@@ -261,17 +257,17 @@ class _WholeResponse(web.StreamResponse):
     _send_headers_immediately = False
 
 
-def _rewritable(upstream: aiohttp.ClientResponse) -> bool:
+def _rewritable(answer: Answer) -> bool:
     return (
-        upstream.status == 200
-        and "json" in upstream.headers.get("Content-Type", "").lower()
-        and "Content-Encoding" not in upstream.headers
-        and (upstream.content_length is None or upstream.content_length <= REWRITE_MAX_BYTES)
+        answer.status == 200
+        and "json" in answer.headers.get("Content-Type", "").lower()
+        and "Content-Encoding" not in answer.headers
+        and (answer.content_length is None or answer.content_length <= REWRITE_MAX_BYTES)
     )
 
 
 async def _read_and_rewrite(
-    upstream: aiohttp.ClientResponse, first: bytes, rewrite: ResponseRewrite
+    answer: Answer, first: bytes, rewrite: ResponseRewrite
 ) -> tuple[bytes, bool]:
     """The whole (small) body rewritten and True; or what was read so far and False when
     the body outgrew REWRITE_MAX_BYTES (the caller then streams the rest after it)."""
@@ -281,7 +277,7 @@ async def _read_and_rewrite(
     while chunk:
         if size > REWRITE_MAX_BYTES:
             return b"".join(chunks), False
-        chunk = await upstream.content.read(STREAM_CHUNK)
+        chunk = await answer.content.read(STREAM_CHUNK)
         chunks.append(chunk)
         size += len(chunk)
     body = b"".join(chunks)
