@@ -199,6 +199,9 @@ class UpstreamClient:
         try:
             protocol.set_response_params(
                 skip_payload=method == "HEAD",
+                # An answer with neither length nor chunks ends when the server closes
+                # (RFC 9112 §6.3), as aiohttp's session reads it by default.
+                read_until_eof=True,
                 auto_decompress=False,
                 read_timeout=self._read_timeout,
                 read_bufsize=READ_BUFFER,

@@ -40,6 +40,7 @@ class RawServer:
     connection without answering."""
 
     script: Script
+    close_after_answer: bool = False
     seen: list[Seen] = field(default_factory=list)
     connections: int = 0
     closed: int = 0
@@ -68,13 +69,17 @@ class RawServer:
                     return
                 writer.write(answer)
                 await writer.drain()
+                if self.close_after_answer:
+                    return
         finally:
             self.closed += 1
             writer.close()
 
 
-async def serve(script: Script) -> tuple[RawServer, asyncio.Server]:
-    raw = RawServer(script)
+async def serve(
+    script: Script, close_after_answer: bool = False
+) -> tuple[RawServer, asyncio.Server]:
+    raw = RawServer(script, close_after_answer)
     server = await asyncio.start_server(raw.handle, "127.0.0.1", 0)
     raw.port = server.sockets[0].getsockname()[1]
     return raw, server
@@ -162,6 +167,15 @@ async def test_an_answer_not_read_to_its_end_closes_its_connection() -> None:
         async with await client.request("GET", "/v2.1/x", [], b"") as answer:
             assert len(await answer.content.read(10)) == 10
         assert await get(client) == b"ok"
+        client.close()
+    assert [s.connection for s in raw.seen] == [1, 2]
+
+
+async def test_an_answer_without_length_ends_when_the_server_closes() -> None:
+    raw, server = await serve(lambda _c, _n: b"HTTP/1.1 200 OK\r\n\r\nuntil-close", True)
+    async with server:
+        client = client_for(raw)
+        assert [await get(client), await get(client)] == [b"until-close"] * 2
         client.close()
     assert [s.connection for s in raw.seen] == [1, 2]
 
