@@ -188,6 +188,8 @@ class UpstreamClient:
                     ssl=self._tls,
                     server_hostname=self._host if self._tls is not None else None,
                 )
+        except TimeoutError:
+            raise  # no answer to the connect within connect_timeout: a timeout, not a refusal
         except ssl.SSLError as exc:
             raise TLSError(str(exc)) from exc
         except OSError as exc:

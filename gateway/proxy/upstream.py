@@ -67,8 +67,8 @@ class Upstream:
         self.client = UpstreamClient(
             settings.base_url, settings.tls, settings.connect_timeout, settings.read_timeout
         )
-        # Our own gate on the pool so that waiting for a connection is bounded and
-        # distinguishable from connecting (aiohttp folds both into one timeout).
+        # The bound on the client's connections: waiting for one is bounded (pool_wait,
+        # then 503) and told apart from connecting (connect_timeout, then 504).
         self._slots = asyncio.Semaphore(settings.pool_size)
 
     @property

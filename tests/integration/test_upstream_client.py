@@ -302,6 +302,21 @@ async def test_an_idle_connection_past_the_keepalive_is_not_reused(
     assert [s.connection for s in raw.seen] == [1, 2]
 
 
+async def test_a_connect_that_never_completes_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A peer that drops SYNs cannot be made on loopback: the connect itself never returns.
+    loop = asyncio.get_running_loop()
+
+    async def never(*_: object, **__: object) -> None:
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr(loop, "create_connection", never)
+    client = UpstreamClient("http://127.0.0.1:9", None, 0.2, 5.0)
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await get(client)
+    assert 0.15 < loop.time() - started < 2.0
+
+
 async def test_nothing_listening_is_a_connect_error() -> None:
     client = UpstreamClient(f"http://127.0.0.1:{free_port()}", None, 2.0, 2.0)
     with pytest.raises(ConnectError):
