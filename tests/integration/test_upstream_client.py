@@ -20,6 +20,7 @@ from gateway.proxy import client as client_module
 from gateway.proxy.client import BrokenAnswer, ConnectError, TLSError, UpstreamClient
 from tests.support.processes import free_port
 from tests.support.tls_lab import Authority
+from tests.support.waiting import wait_until
 
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
@@ -94,14 +95,6 @@ async def get(client: UpstreamClient, method: str = "GET", body: bytes = b"") ->
         return await answer.content.read()
 
 
-async def eventually(condition: Callable[[], bool]) -> None:
-    for _ in range(200):  # bounded: 2 s
-        if condition():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("condition not reached")
-
-
 async def test_the_request_goes_up_exactly_as_given() -> None:
     raw, server = await serve(lambda _c, _n: OK)
     async with server:
@@ -145,7 +138,7 @@ async def test_a_connection_is_kept_alive_and_reused() -> None:
         client = client_for(raw)
         assert [await get(client) for _ in range(3)] == [b"ok"] * 3
         client.close()
-        await eventually(lambda: raw.closed == 1)
+        await wait_until(lambda: raw.closed == 1)
     assert [s.connection for s in raw.seen] == [1, 1, 1]
 
 
@@ -200,7 +193,7 @@ async def test_an_answer_nobody_asked_for_never_reaches_the_next_request() -> No
         assert await get(client) == b"ok"
         # Wait until the stray answer has reached the idle connection (had it not yet, no
         # HTTP/1.1 client could tell it from the next request's answer).
-        await eventually(lambda: all(c.protocol.should_close for c in client._idle))
+        await wait_until(lambda: all(c.protocol.should_close for c in client._idle))
         async with await client.request("GET", "/v2.1/x", [], b"") as answer:
             assert (answer.status, await answer.content.read()) == (200, b"ok")
         client.close()
@@ -298,7 +291,7 @@ async def test_an_idle_connection_past_the_keepalive_is_not_reused(
         client = client_for(raw)
         assert [await get(client), await get(client)] == [b"ok", b"ok"]
         client.close()
-        await eventually(lambda: raw.closed == 2)
+        await wait_until(lambda: raw.closed == 2)
     assert [s.connection for s in raw.seen] == [1, 2]
 
 
