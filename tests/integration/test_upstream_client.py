@@ -142,16 +142,6 @@ async def test_a_connection_is_kept_alive_and_reused() -> None:
     assert [s.connection for s in raw.seen] == [1, 1, 1]
 
 
-async def test_a_chunked_answer_read_to_its_end_keeps_the_connection() -> None:
-    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
-    raw, server = await serve(lambda _c, _n: chunked)
-    async with server:
-        client = client_for(raw)
-        assert [await get(client), await get(client)] == [b"ok", b"ok"]
-        client.close()
-    assert [s.connection for s in raw.seen] == [1, 1]
-
-
 async def test_an_answer_not_read_to_its_end_closes_its_connection() -> None:
     big = b"HTTP/1.1 200 OK\r\nContent-Length: 200000\r\n\r\n" + b"x" * 200000
     raw, server = await serve(lambda c, _n: big if c == 1 else OK)
@@ -164,23 +154,29 @@ async def test_an_answer_not_read_to_its_end_closes_its_connection() -> None:
     assert [s.connection for s in raw.seen] == [1, 2]
 
 
-async def test_an_answer_without_length_ends_when_the_server_closes() -> None:
-    raw, server = await serve(lambda _c, _n: b"HTTP/1.1 200 OK\r\n\r\nuntil-close", True)
-    async with server:
-        client = client_for(raw)
-        assert [await get(client), await get(client)] == [b"until-close"] * 2
-        client.close()
-    assert [s.connection for s in raw.seen] == [1, 2]
-
-
-async def test_connection_close_is_obeyed() -> None:
-    closing = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok"
-    raw, server = await serve(lambda _c, _n: closing)
+@pytest.mark.parametrize(
+    ("answer", "server_closes", "connections"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            False,
+            [1, 1],
+        ),
+        (b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok", False, [1, 2]),
+        # Neither length nor chunks: the answer ends when the server closes (RFC 9112 §6.3).
+        (b"HTTP/1.1 200 OK\r\n\r\nok", True, [1, 2]),
+    ],
+    ids=["chunked-kept", "connection-close-obeyed", "until-close"],
+)
+async def test_framing_decides_whether_a_connection_is_kept(
+    answer: bytes, server_closes: bool, connections: list[int]
+) -> None:
+    raw, server = await serve(lambda _c, _n: answer, server_closes)
     async with server:
         client = client_for(raw)
         assert [await get(client), await get(client)] == [b"ok", b"ok"]
         client.close()
-    assert [s.connection for s in raw.seen] == [1, 2]
+    assert [s.connection for s in raw.seen] == connections
 
 
 async def test_an_answer_nobody_asked_for_never_reaches_the_next_request() -> None:
