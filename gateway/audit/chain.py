@@ -14,7 +14,7 @@ import stat
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import structlog
 
@@ -27,13 +27,15 @@ MIN_KEY_BYTES = 32
 CHAIN_FIELDS = ("chain", "seq", "prev", "hmac")
 CLOSED = "chain_closed"
 
-# structlog's JSON rendering, made canonical: sorted keys, no spaces, ASCII only, so the
-# bytes that are sealed are the bytes written and anyone can recompute them.
-_render = structlog.processors.JSONRenderer(sort_keys=True, separators=(",", ":"))
+# JSON made canonical: sorted keys, no spaces, ASCII only, so the bytes that are sealed
+# are the bytes written and anyone can recompute them. The bytes structlog's
+# JSONRenderer(sort_keys=True, separators=(",", ":")) wrote for the first chains: a value
+# JSON has no form for is written as its repr(). One encoder, not one per record.
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=repr)
 
 
 def canonical(record: Mapping[str, Any]) -> str:
-    return cast(str, _render(None, "", dict(record)))
+    return _ENCODER.encode(record if type(record) is dict else dict(record))
 
 
 def line_hash(line: str) -> str:
