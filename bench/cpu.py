@@ -41,6 +41,16 @@ def _process_times() -> dict[int, tuple[int, float]]:
     return times
 
 
+def thread_seconds(pid: int, tid: int) -> float | None:
+    """utime+stime of one thread of a process (None once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/stat", encoding="ascii", errors="replace") as stat:
+            rest = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One reading of the clock, the machine's busy time and per-process CPU."""

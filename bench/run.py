@@ -38,8 +38,20 @@ from bench.tools import Tools, locate, nginx_command
 # The services the gateway rows use on this machine (RabbitMQ's Erlang VM, Redis).
 SERVICE_COMMANDS = ("beam.smp", "redis-server")
 
-ROWS = ("direct", "nginx", "hop", "gateway-lean", "gateway-operator", "gateway-2w")
-GATEWAY_ROWS = ("gateway-lean", "gateway-operator", "gateway-2w")
+# The operator gateway with one part switched off each (``--rows``; not in the default
+# run): what each part costs, paired with the whole operator row in the same repetitions.
+PART_ROWS: dict[str, tuple[str, ...]] = {
+    "operator-no-audit": ("audit.enabled=false",),
+    "operator-one-record": ("audit.write_ahead=off",),  # one record after the answer
+    "operator-no-limits": ("rate_limit.rules_file=",),
+}
+DEFAULT_ROWS = ("direct", "nginx", "hop", "gateway-lean", "gateway-operator", "gateway-2w")
+ROWS = (*DEFAULT_ROWS, *PART_ROWS)
+OPERATOR_ROWS = ("gateway-operator", *PART_ROWS)
+GATEWAY_ROWS = ("gateway-lean", "gateway-2w", *OPERATOR_ROWS)
+# One Python process whose main thread is the event loop: its CPU is shown apart from the
+# process's other threads (the audit writer, the notification feed).
+LOOP_ROWS = ("hop", "gateway-lean", *OPERATOR_ROWS)
 # Issue 15's targets: CPU per request of each gateway row over the bare hop's.
 TARGETS = {("gateway-operator", "lock"): 2.0, ("gateway-operator", "show"): 1.5}
 LEAN_TARGET = 1.4
@@ -110,6 +122,12 @@ class Sample:
         return self.upstream_cpu_s / self.requests * 1e6 if self.requests else None
 
     @property
+    def loop_us_per_request(self) -> float | None:
+        """CPU of the SUT's main thread (its event loop) per request, where measured."""
+        loop = self.extra.get("main_thread_cpu_s")
+        return loop / self.requests * 1e6 if loop is not None and self.requests else None
+
+    @property
     def sut_cores(self) -> float:
         return self.sut_cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
@@ -164,7 +182,7 @@ class Bench:
         )
         self.children.wait_ready_line(self.upstream, START_TIMEOUT_SECONDS)
         self.server_ids = self._server_ids()
-        if "gateway-operator" in self.args.rows:
+        if any(name in OPERATOR_ROWS for name in self.args.rows):
             port = free_port()
             keystone = self.children.spawn(
                 "keystone",
@@ -234,9 +252,10 @@ class Bench:
         """The command of a gateway row (and of the profiled operator gateway)."""
         workers = 2 if name == "gateway-2w" else 1
         facts = configs.server_facts(self.bus, self.key_prefix)
-        if name == "gateway-operator":
+        if name in OPERATOR_ROWS:
+            options = [*self.args.gateway_option, *PART_ROWS.get(name, ())]
             config = configs.operator(
-                self.workdir, self.keystone_url, self.key_prefix, self.args.gateway_option, facts
+                self.workdir, self.keystone_url, self.key_prefix, options, facts
             )
         else:
             config = configs.lean(self.workdir, self.args.gateway_option, facts)
@@ -376,10 +395,16 @@ class Bench:
             )
             return result.report, result.cpu_seconds
 
+        pid = self.sut_pgid(row)
+        loop_before = cpu.thread_seconds(pid, pid)
         report, load_cpu, interval = self._measure(go)
+        loop_after = cpu.thread_seconds(pid, pid)
         requests = int(report["requests"])
         seconds = float(report["duration_us"]) / 1e6
         assert self.upstream is not None
+        extra: dict[str, Any] = {}
+        if row.name in LOOP_ROWS and loop_before is not None and loop_after is not None:
+            extra["main_thread_cpu_s"] = loop_after - loop_before
         return Sample(
             kind="closed",
             scenario=scenario.name,
@@ -398,6 +423,7 @@ class Bench:
             foreign_pct=self._foreign(interval, load_cpu),
             non2xx=int(report["status"]),
             errors=sum(int(report[key]) for key in ("connect", "read", "write", "timeout")),
+            extra=extra,
         )
 
     def fixed_sample(self, scenario: Scenario, row: Row, rep: int) -> Sample:
@@ -541,7 +567,8 @@ def _paired(
 
 def closed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
     head = (
-        "| row | req/s (median) | min..max | p50 ms | p99 ms | SUT CPU µs/req | SUT cores "
+        "| row | req/s (median) | min..max | p50 ms | p99 ms | SUT CPU µs/req "
+        "| event loop / other threads µs/req | SUT cores "
         "| upstream CPU µs/req | CPU vs hop | req/s vs direct | req/s vs nginx "
         "| CPU-ratio vs nginx "
         "| foreign CPU % per sample | non2xx/err |"
@@ -564,6 +591,7 @@ def closed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
                     fmt(median([s.p50_ms for s in mine]), 2),
                     fmt(median([s.p99_ms for s in mine]), 2),
                     fmt(median(cpu_us)),
+                    _loop_split(mine),
                     fmt(median([s.sut_cores for s in mine]), 2),
                     fmt(median(up_us)),
                     fmt(_paired(samples, row, "hop", lambda s: s.cpu_us_per_request), 2),
@@ -580,6 +608,21 @@ def closed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
             + " |"
         )
     return lines
+
+
+def _loop_split(samples: list[Sample]) -> str:
+    """Median CPU per request of the event loop thread and of the process's other threads."""
+    loop = [s.loop_us_per_request for s in samples if s.loop_us_per_request is not None]
+    if not loop:
+        return "—"
+    # Both counters tick at 10 ms (CLK_TCK): over a sample the split is good to about half a
+    # µs per request, and a process without other threads would come out at ±0.5.
+    rest = [
+        max(0.0, s.cpu_us_per_request - s.loop_us_per_request)
+        for s in samples
+        if s.cpu_us_per_request is not None and s.loop_us_per_request is not None
+    ]
+    return f"{fmt(median(loop))} / {fmt(median(rest))}"
 
 
 def fixed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
@@ -739,7 +782,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--scenarios", help=f"comma list of {sorted(SCENARIOS)} (lock,show; quick lock)"
     )
-    parser.add_argument("--rows", default=",".join(ROWS), help=f"comma list of {list(ROWS)}")
+    parser.add_argument(
+        "--rows",
+        default=",".join(DEFAULT_ROWS),
+        help=f"comma list of {list(ROWS)} (default: all but the operator-no-* and "
+        "operator-one-record rows, which switch one part of the operator row off each)",
+    )
     parser.add_argument("--layout", choices=("pinned", "unpinned"), default="pinned")
     parser.add_argument("--servers", type=int, default=20, help="servers seeded per project (20)")
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate req/s; 0 skips it")
@@ -876,7 +924,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "meta": meta,
         "notes": bench.notes,
         "samples": [
-            {**asdict(s), "cpu_us_per_request": s.cpu_us_per_request, "sut_cores": s.sut_cores}
+            {
+                **asdict(s),
+                "cpu_us_per_request": s.cpu_us_per_request,
+                "loop_us_per_request": s.loop_us_per_request,
+                "sut_cores": s.sut_cores,
+            }
             for s in bench.samples
         ],
         "markdown": text,
