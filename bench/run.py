@@ -48,7 +48,6 @@ PART_ROWS: dict[str, tuple[str, ...]] = {
 DEFAULT_ROWS = ("direct", "nginx", "hop", "gateway-lean", "gateway-operator", "gateway-2w")
 ROWS = (*DEFAULT_ROWS, *PART_ROWS)
 OPERATOR_ROWS = ("gateway-operator", *PART_ROWS)
-GATEWAY_ROWS = ("gateway-lean", "gateway-2w", *OPERATOR_ROWS)
 # One Python process whose main thread is the event loop: its CPU is shown apart from the
 # process's other threads (the audit writer, the notification feed).
 LOOP_ROWS = ("hop", "gateway-lean", *OPERATOR_ROWS)
