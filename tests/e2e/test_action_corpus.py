@@ -27,7 +27,6 @@ from tests.e2e.corpus import (
     MEMBER,
     MESSAGE_DIFFERS,
     MISSING_SERVER_ID,
-    STOCK_IMAGE,
     STRICTER,
     ActionRequest,
     Category,
@@ -36,6 +35,7 @@ from tests.e2e.corpus import (
 )
 from tests.e2e.gateway_fixtures import GatewayLab
 from tests.support.api_client import ApiClient
+from tests.support.lab_servers import boot_active
 from tests.support.labs import RealNova
 from tests.support.processes import shared_dir
 
@@ -114,21 +114,14 @@ async def _boot_corpus_servers(realnova: RealNova) -> dict[Target, str]:
     """Two servers of p1: one left ACTIVE, one PAUSED (created directly, not under test)."""
     async with aiohttp.ClientSession() as session:
         nova = ApiClient(session, realnova.url)
-        ids: dict[Target, str] = {}
-        for target in (Target.ACTIVE, Target.PAUSED):
-            boot = {
-                "server": {
-                    "name": f"e2e-corpus-{target.value}",
-                    "imageRef": STOCK_IMAGE,
-                    "flavorRef": "1",
-                }
-            }
-            reply = await nova.request("POST", "/servers", token=MEMBER, json_body=boot)
-            assert reply.status == 202, f"boot corpus server: {reply.status} {reply.body!r}"
-            ids[target] = reply.body["server"]["id"]
-        await asyncio.gather(
-            *(nova.wait_for_status(i, "ACTIVE", MEMBER, SETUP_TIMEOUT) for i in ids.values())
+        targets = (Target.ACTIVE, Target.PAUSED)
+        booted = await asyncio.gather(
+            *(
+                boot_active(nova, f"e2e-corpus-{target.value}", MEMBER, SETUP_TIMEOUT)
+                for target in targets
+            )
         )
+        ids: dict[Target, str] = dict(zip(targets, booted, strict=True))
         paused = await nova.action(ids[Target.PAUSED], {"pause": None}, MEMBER)
         assert paused.status == 202, f"pause corpus server: {paused.status} {paused.body!r}"
         await nova.wait_for_status(ids[Target.PAUSED], "PAUSED", MEMBER, SETUP_TIMEOUT)

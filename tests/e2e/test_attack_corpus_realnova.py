@@ -28,7 +28,6 @@ from tests.e2e.audited_gateway import (
     start_audited_gateway,
 )
 from tests.e2e.gateway_fixtures import GATEWAY_CONFIG
-from tests.e2e.test_attacks_realnova import STOCK_IMAGE
 from tests.security import test_bodiless_methods as bodiless_attacks
 from tests.security import test_body_confusion as body_attacks
 from tests.security import test_hop_by_hop as hop_attacks
@@ -40,6 +39,7 @@ from tests.security import test_path_confusion as path_attacks
 from tests.security.lab import IMPATIENT_BODY_TIMEOUT, LAB_TOKENS, MODES, Tokens
 from tests.security.wire import LOOPBACK, AttackRequest, Targets, exchange
 from tests.support.api_client import ApiClient
+from tests.support.lab_servers import boot_active
 from tests.support.labs import RealNova
 
 MEMBER = LAB_TOKENS["member"]
@@ -184,12 +184,7 @@ async def _boot_two(realnova: RealNova, ids: list[str]) -> None:
     async with aiohttp.ClientSession() as session:
         nova = ApiClient(session, realnova.url)
         for name in ("e2e-corpus-locked", "e2e-corpus-doomed"):
-            boot = {"server": {"name": name, "imageRef": STOCK_IMAGE, "flavorRef": "1"}}
-            reply = await nova.request("POST", "/servers", token=MEMBER, json_body=boot)
-            assert reply.status == 202, f"boot: {reply.status} {reply.body!r}"
-            ids.append(str(reply.body["server"]["id"]))
-        for server_id in ids:
-            await nova.wait_for_status(server_id, "ACTIVE", MEMBER, SETUP_TIMEOUT)
+            await boot_active(nova, name, MEMBER, SETUP_TIMEOUT, created=ids)
         locked = await nova.action(ids[0], {"lock": None}, MEMBER)
         assert locked.status == 202, locked.body
 

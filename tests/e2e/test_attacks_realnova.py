@@ -34,11 +34,11 @@ from tests.security import test_microversion_confusion as version_attacks
 from tests.security import test_path_confusion as path_attacks
 from tests.security.wire import Header, exchange, request_bytes
 from tests.support.api_client import ApiClient
+from tests.support.lab_servers import boot_active
 from tests.support.labs import RealNova
 
 MEMBER = "alice:p1"
 ADMIN = "admin:admin"
-STOCK_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"  # survives the Glance fixture's rotation
 SETUP_TIMEOUT = 90.0
 PAUSE = b'{"pause": null}'
 UNPAUSE = b'{"unpause": null}'
@@ -233,12 +233,7 @@ async def _request_ids(realnova: RealNova, server_id: str) -> frozenset[str]:
 async def _boot(realnova: RealNova) -> str:
     async with aiohttp.ClientSession() as session:
         nova = ApiClient(session, realnova.url)
-        boot = {"server": {"name": "e2e-attacks", "imageRef": STOCK_IMAGE, "flavorRef": "1"}}
-        reply = await nova.request("POST", "/servers", token=MEMBER, json_body=boot)
-        assert reply.status == 202, f"boot: {reply.status} {reply.body!r}"
-        server_id: str = reply.body["server"]["id"]
-        await nova.wait_for_status(server_id, "ACTIVE", MEMBER, SETUP_TIMEOUT)
-        return server_id
+        return await boot_active(nova, "e2e-attacks", MEMBER, SETUP_TIMEOUT)
 
 
 async def _delete(realnova: RealNova, server_id: str) -> None:

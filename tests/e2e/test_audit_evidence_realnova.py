@@ -31,13 +31,13 @@ from tests.e2e.audited_gateway import instance_actions, nova_gateway_command
 from tests.e2e.gateway_fixtures import GATEWAY_CONFIG, GatewayLab, start_gateway
 from tests.support.api_client import ApiClient
 from tests.support.bus import DURABLE, broker_stopped, listener, rabbitmqctl, require_rabbit
+from tests.support.lab_servers import boot_active
 from tests.support.labs import RealNova
 from tests.support.processes import ProcessStartError
 
 MEMBER = "alice:p1"
 READER = "carol:p1:reader"
 ADMIN = "admin:admin"
-STOCK_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"  # survives the Glance fixture's rotation
 SERVERS = 2
 STREAMS = 6  # concurrent clients, each one request at a time
 RUNS = 3  # gateways killed
@@ -76,17 +76,10 @@ class Evidence:
 
 
 async def boot_servers(nova: ApiClient, count: int) -> list[str]:
-    ids = []
-    for number in range(count):
-        body = {
-            "server": {"name": f"e2e-evidence-{number}", "imageRef": STOCK_IMAGE, "flavorRef": "1"}
-        }
-        reply = await nova.request("POST", "/servers", token=MEMBER, json_body=body)
-        assert reply.status == 202, f"boot: {reply.status} {reply.body!r}"
-        ids.append(reply.body["server"]["id"])
-    for server_id in ids:
-        await nova.wait_for_status(server_id, "ACTIVE", MEMBER, SETUP_TIMEOUT)
-    return ids
+    return [
+        await boot_active(nova, f"e2e-evidence-{number}", MEMBER, SETUP_TIMEOUT)
+        for number in range(count)
+    ]
 
 
 async def delete_servers(nova: ApiClient, ids: list[str]) -> None:

@@ -45,10 +45,10 @@ from tests.e2e.matrix import (
     sample,
 )
 from tests.support.api_client import ApiClient
+from tests.support.lab_servers import boot_active
 from tests.support.labs import RealNova
 from tests.support.processes import ProcessStartError
 
-STOCK_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"  # survives the Glance fixture's rotation
 BOOT_TIMEOUT = 90.0
 SETTLE_TIMEOUT = 30.0
 POLL_INTERVAL = 0.05
@@ -155,21 +155,19 @@ async def restore(nova: ApiClient, client: ApiClient, baseline: Baseline, server
 async def _boot(realnova: RealNova) -> dict[ServerKey, str]:
     async with aiohttp.ClientSession() as session:
         nova = ApiClient(session, realnova.url)
-        ids: dict[ServerKey, str] = {}
-        for project in PROJECTS:
-            for baseline in Baseline:
-                boot = {
-                    "server": {
-                        "name": f"matrix-{project}-{baseline.status.lower()}",
-                        "imageRef": STOCK_IMAGE,
-                        "flavorRef": "1",
-                    }
-                }
-                token = OWNER_OF[project].token
-                reply = await nova.request("POST", "/servers", token=token, json_body=boot)
-                assert reply.status == 202, f"boot: {reply.status} {reply.body!r}"
-                ids[(project, baseline)] = reply.body["server"]["id"]
-        await asyncio.gather(*(_wait_for(nova, i, "ACTIVE", BOOT_TIMEOUT) for i in ids.values()))
+        keys = [(project, baseline) for project in PROJECTS for baseline in Baseline]
+        booted = await asyncio.gather(
+            *(
+                boot_active(
+                    nova,
+                    f"matrix-{project}-{baseline.status.lower()}",
+                    OWNER_OF[project].token,
+                    BOOT_TIMEOUT,
+                )
+                for project, baseline in keys
+            )
+        )
+        ids: dict[ServerKey, str] = dict(zip(keys, booted, strict=True))
         await asyncio.gather(
             *(restore(nova, nova, baseline, i) for (_, baseline), i in ids.items())
         )

@@ -20,9 +20,9 @@ from tests.conftest import skip_or_fail
 from tests.e2e.audited_gateway import RECORD_TIMEOUT, audit_records, start_audited_gateway
 from tests.e2e.gateway_fixtures import GatewayLab, keystone_identity
 from tests.support.api_client import ApiClient, Reply
+from tests.support.lab_servers import boot_active
 from tests.support.labs import RealKeystone, RealNova
 
-STOCK_IMAGE = "155d900f-4e14-4e4c-a73d-069cbf4541e6"  # survives the Glance fixture's rotation
 BOOT_TIMEOUT = 60.0
 STATE_TIMEOUT = 30.0
 REVOCATION_TIMEOUT = 15.0  # token_cache_time is 1 s: the 401 comes well before this
@@ -100,12 +100,7 @@ def chain_server(chain: Chain, tokens: Tokens) -> Iterator[str]:
 async def _boot(url: str, token: str) -> str:
     async with aiohttp.ClientSession() as session:
         gateway = ApiClient(session, url)
-        boot = {"server": {"name": "e2e-chain", "imageRef": STOCK_IMAGE, "flavorRef": "1"}}
-        reply = await gateway.request("POST", "/servers", token=token, json_body=boot)
-        assert reply.status == 202, f"boot through the gateway: {reply.status} {reply.body!r}"
-        server_id: str = reply.body["server"]["id"]
-        await gateway.wait_for_status(server_id, "ACTIVE", token, BOOT_TIMEOUT, interval=0.25)
-        return server_id
+        return await boot_active(gateway, "e2e-chain", token, BOOT_TIMEOUT, interval=0.25)
 
 
 async def _delete(url: str, server_id: str, token: str) -> None:
