@@ -1,5 +1,5 @@
-"""The end-to-end set-up's boot helper retries Nova's NoValidHost and nothing else, against a
-scripted stand-in for Nova's server API on a real socket."""
+"""The end-to-end set-up's boot helper retries builds Nova's scheduling or resource claim
+failed, and nothing else, against a scripted stand-in for Nova's server API on a real socket."""
 
 from __future__ import annotations
 
@@ -15,6 +15,11 @@ from tests.support import lab_servers
 from tests.support.api_client import ApiClient
 
 NO_HOST = {"code": 500, "message": "No valid host was found. "}
+CLAIM_RACE = {
+    "code": 500,
+    "message": "Failed to update allocations for consumer c. Error: another process changed "
+    "the consumer c after the report client read the consumer state during the claim ",
+}
 OTHER = {"code": 500, "message": "Build of instance aborted: disk full"}
 
 
@@ -66,11 +71,11 @@ async def served() -> AsyncIterator[tuple[ScriptedNova, ApiClient]]:
     await server.close()
 
 
-async def test_a_build_nova_found_no_host_for_is_deleted_and_booted_again(
+async def test_a_build_scheduling_failed_is_deleted_and_booted_again(
     served: tuple[ScriptedNova, ApiClient],
 ) -> None:
     nova, client = served
-    nova.faults[:] = [NO_HOST, NO_HOST, None]
+    nova.faults[:] = [NO_HOST, CLAIM_RACE, None]
     created: list[str] = []
     server_id = await lab_servers.boot_active(client, "s", "token", 5.0, created=created)
     assert server_id == "srv-2"
