@@ -151,8 +151,8 @@ class UpstreamClient:
         fields = [f"{name}: {value}" for name, value in headers]
         # A CR or LF inside the target, a name or a value would end the line early: what
         # the upstream read would not be what was decided (aiohttp's writer refuses it too).
-        joined = target.join(fields)
-        if "\r" in joined or "\n" in joined or "\r" in target or "\n" in target:
+        checked = target + "".join(fields)
+        if "\r" in checked or "\n" in checked:
             raise ValueError("Newline or carriage return character detected in HTTP header")
         if body or method not in BODILESS:
             fields.append(f"Content-Length: {len(body)}")
