@@ -1,8 +1,9 @@
 """Servers booted in the real Nova lab as end-to-end set-up: not the thing under test.
 
-Owns booting a server and waiting until it is ACTIVE, and booting it again when Nova's own
-scheduling or resource claim failed the build; it must never retry any other failure, nor
-leave a server it gave up on behind.
+Owns booting a server and waiting until it is ACTIVE, booting it again when Nova's own
+scheduling or resource claim failed the build, and replacing a seed server realnova's own
+seeding left in ERROR the same way; it must never retry any other failure, nor leave a
+server it gave up on behind.
 
 Why the retry: the lab's scheduler answers "No valid host was found" when a heavily loaded
 machine slows Nova's services down (seen once in CI, the lab taking 36 s instead of 5 to
@@ -39,14 +40,15 @@ async def boot_active(
     *,
     created: list[str] | None = None,
     interval: float = 0.1,
+    image: str = STOCK_IMAGE,
 ) -> str:
-    """Boot ``name`` (stock image, flavor 1) as ``token`` and wait until it is ACTIVE; its id.
+    """Boot ``name`` (``image``, flavor 1) as ``token`` and wait until it is ACTIVE; its id.
 
     ``created``, when given, holds the id from the moment Nova answers, so that a teardown
     finds the server even if waiting fails; a server booted again replaces it there.
     """
     for attempt in range(1, BOOT_ATTEMPTS + 1):
-        body = {"server": {"name": name, "imageRef": STOCK_IMAGE, "flavorRef": "1"}}
+        body = {"server": {"name": name, "imageRef": image, "flavorRef": "1"}}
         reply = await nova.request("POST", "/servers", token=token, json_body=body)
         assert reply.status == 202, f"boot {name}: {reply.status} {reply.body!r}"
         server_id = str(reply.body["server"]["id"])
@@ -59,7 +61,7 @@ async def boot_active(
                 raise
         else:
             return server_id
-        await _delete(nova, server_id, token)
+        await delete_server(nova, server_id, token)
         if created is not None:
             created.remove(server_id)
     raise AssertionError("unreachable: the last attempt returns or raises")
@@ -74,10 +76,34 @@ async def _scheduling_failed(nova: ApiClient, server_id: str, token: str) -> boo
     return any(known in message for known in SCHEDULING_FAULTS)
 
 
-async def _delete(nova: ApiClient, server_id: str, token: str) -> None:
+async def delete_server(nova: ApiClient, server_id: str, token: str) -> None:
+    """Delete a server and wait (bounded) until Nova no longer shows it."""
     await nova.request("DELETE", f"/servers/{server_id}", token=token)
     deadline = time.monotonic() + GONE_TIMEOUT
     while time.monotonic() < deadline:  # bounded: the next boot sees a quiet Nova
         if (await nova.server(server_id, token)).status == 404:
             return
         await asyncio.sleep(0.2)
+
+
+async def replace_failed_seeds(
+    nova: ApiClient, seeds: dict[str, list[str]], admin: str, image: str, timeout: float
+) -> dict[str, list[str]]:
+    """The seed ids of each project, a seed realnova's seeding left in ERROR replaced.
+
+    realnova boots its seeds together and keeps a build that failed (ERROR, never on a
+    host: no action can use it); such a seed is deleted and booted again, by the same
+    owner (labauth's ``seed`` user of the project) and under the same name.
+    """
+    usable: dict[str, list[str]] = {}
+    for project, ids in seeds.items():
+        usable[project] = []
+        for index, server_id in enumerate(ids):
+            reply = await nova.server(server_id, admin)
+            if reply.status == 200 and reply.body["server"]["status"] == "ERROR":
+                await delete_server(nova, server_id, admin)
+                owner = f"seed:{project}"
+                name = f"{project}-seed-{index}"
+                server_id = await boot_active(nova, name, owner, timeout, image=image)
+            usable[project].append(server_id)
+    return usable

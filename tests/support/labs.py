@@ -5,6 +5,7 @@ Owns how those labs are launched and where their data goes; must never touch ano
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -13,10 +14,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
+from tests.support.api_client import ApiClient
+from tests.support.lab_servers import replace_failed_seeds
 from tests.support.processes import ServerProcess, free_port, shared_dir, start_server
 
 COLD_SETUP_TIMEOUT = 600.0  # a cold pip install of nova takes ~80 s, more on a slow mirror
 WARM_START_TIMEOUT = 90.0  # realnova with two seeds per project: ~10 s; keep ample headroom
+LAB_ADMIN = "admin:admin"  # labauth's admin token (seeded labs run without Keystone)
+LAB_IMAGE_ID = "c0ffee00-0000-4000-8000-000000000001"  # the image realnova seeds from
+SEED_BOOT_TIMEOUT = 90.0
 
 
 @dataclass(frozen=True)
@@ -105,10 +113,18 @@ def start_realnova(
     )
     try:
         seeds = _read_seeds(data_dir / "seed_servers.json") if seed_servers else {}
-    except (OSError, ValueError):
+        if seeds:
+            seeds = asyncio.run(_usable_seeds(process.url, seeds))
+    except BaseException:
         process.stop()
         raise
     return RealNova(process.url, seeds, data_dir, process)
+
+
+async def _usable_seeds(url: str, seeds: dict[str, list[str]]) -> dict[str, list[str]]:
+    async with aiohttp.ClientSession() as session:
+        nova = ApiClient(session, url)
+        return await replace_failed_seeds(nova, seeds, LAB_ADMIN, LAB_IMAGE_ID, SEED_BOOT_TIMEOUT)
 
 
 def _read_seeds(path: Path) -> dict[str, list[str]]:

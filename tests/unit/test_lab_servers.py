@@ -30,6 +30,7 @@ class ScriptedNova:
     faults: list[dict[str, object] | None]
     booted: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
+    boots: list[tuple[str, str, str]] = field(default_factory=list)  # name, image, token
     outcome: dict[str, dict[str, object] | None] = field(default_factory=dict)
 
     def app(self) -> web.Application:
@@ -40,6 +41,8 @@ class ScriptedNova:
         return app
 
     async def boot(self, request: web.Request) -> web.Response:
+        asked = (await request.json())["server"]
+        self.boots.append((asked["name"], asked["imageRef"], request.headers["X-Auth-Token"]))
         server_id = f"srv-{len(self.booted)}"
         self.booted.append(server_id)
         self.outcome[server_id] = self.faults[len(self.booted) - 1]
@@ -101,3 +104,16 @@ async def test_the_attempts_are_bounded(served: tuple[ScriptedNova, ApiClient]) 
         await lab_servers.boot_active(client, "s", "token", 5.0, created=created)
     assert len(nova.booted) == lab_servers.BOOT_ATTEMPTS
     assert created == [nova.booted[-1]]  # the last one is the teardown's
+
+
+async def test_a_seed_left_in_error_is_replaced_and_the_others_kept(
+    served: tuple[ScriptedNova, ApiClient],
+) -> None:
+    nova, client = served
+    nova.outcome.update({"seed-a": NO_HOST, "seed-b": None, "seed-c": None})
+    nova.faults[:] = [None]  # the replacement builds
+    seeds = {"p1": ["seed-a", "seed-b"], "p2": ["seed-c"]}
+    usable = await lab_servers.replace_failed_seeds(client, seeds, "admin", "image", 5.0)
+    assert usable == {"p1": ["srv-0", "seed-b"], "p2": ["seed-c"]}
+    assert nova.deleted == ["seed-a"]
+    assert nova.boots == [("p1-seed-0", "image", "seed:p1")]
