@@ -51,6 +51,29 @@ def thread_seconds(pid: int, tid: int) -> float | None:
     return (int(rest[11]) + int(rest[12])) / CLOCK_TICKS
 
 
+def thread_switches(pid: int) -> dict[int, int]:
+    """Context switches so far (voluntary + involuntary) of each thread of a process, by
+    thread id; empty once it is gone. A thread that blocks (a wait, the GIL) switches
+    voluntarily; one the kernel takes the CPU from, involuntarily."""
+    switches: dict[int, int] = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return switches
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/status", encoding="ascii", errors="replace") as f:
+                lines = f.readlines()
+        except OSError:
+            continue  # the thread ended between listdir and open
+        switches[int(tid)] = sum(
+            int(line.split()[1])
+            for line in lines
+            if line.startswith(("voluntary_ctxt_switches:", "nonvoluntary_ctxt_switches:"))
+        )
+    return switches
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """One reading of the clock, the machine's busy time and per-process CPU."""

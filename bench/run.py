@@ -127,6 +127,15 @@ class Sample:
         return loop / self.requests * 1e6 if loop is not None and self.requests else None
 
     @property
+    def switches_per_request(self) -> tuple[float, float] | None:
+        """Context switches per request of the event loop thread and of the other threads."""
+        loop = self.extra.get("main_thread_switches")
+        other = self.extra.get("other_threads_switches")
+        if loop is None or other is None or not self.requests:
+            return None
+        return loop / self.requests, other / self.requests
+
+    @property
     def sut_cores(self) -> float:
         return self.sut_cpu_s / self.wall_s if self.wall_s > 0 else 0.0
 
@@ -396,14 +405,22 @@ class Bench:
 
         pid = self.sut_pgid(row)
         loop_before = cpu.thread_seconds(pid, pid)
+        switches_before = cpu.thread_switches(pid)
         report, load_cpu, interval = self._measure(go)
         loop_after = cpu.thread_seconds(pid, pid)
+        switches_after = cpu.thread_switches(pid)
         requests = int(report["requests"])
         seconds = float(report["duration_us"]) / 1e6
         assert self.upstream is not None
         extra: dict[str, Any] = {}
         if row.name in LOOP_ROWS and loop_before is not None and loop_after is not None:
             extra["main_thread_cpu_s"] = loop_after - loop_before
+            # A thread started during the sample counts from zero; one that ended is lost.
+            moved = {
+                tid: count - switches_before.get(tid, 0) for tid, count in switches_after.items()
+            }
+            extra["main_thread_switches"] = moved.pop(pid, 0)
+            extra["other_threads_switches"] = sum(moved.values())
         return Sample(
             kind="closed",
             scenario=scenario.name,
@@ -567,7 +584,8 @@ def _paired(
 def closed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
     head = (
         "| row | req/s (median) | min..max | p50 ms | p99 ms | SUT CPU µs/req "
-        "| event loop / other threads µs/req | SUT cores "
+        "| event loop / other threads µs/req | context switches/req: loop / other threads "
+        "| SUT cores "
         "| upstream CPU µs/req | CPU vs hop | req/s vs direct | req/s vs nginx "
         "| CPU-ratio vs nginx "
         "| foreign CPU % per sample | non2xx/err |"
@@ -591,6 +609,7 @@ def closed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
                     fmt(median([s.p99_ms for s in mine]), 2),
                     fmt(median(cpu_us)),
                     _loop_split(mine),
+                    _switches(mine),
                     fmt(median([s.sut_cores for s in mine]), 2),
                     fmt(median(up_us)),
                     fmt(_paired(samples, row, "hop", lambda s: s.cpu_us_per_request), 2),
@@ -622,6 +641,14 @@ def _loop_split(samples: list[Sample]) -> str:
         if s.cpu_us_per_request is not None and s.loop_us_per_request is not None
     ]
     return f"{fmt(median(loop))} / {fmt(median(rest))}"
+
+
+def _switches(samples: list[Sample]) -> str:
+    """Median context switches per request of the event loop thread and the other threads."""
+    pairs = [s.switches_per_request for s in samples if s.switches_per_request is not None]
+    if not pairs:
+        return "—"
+    return f"{median([p[0] for p in pairs]):.2f} / {median([p[1] for p in pairs]):.2f}"
 
 
 def fixed_table(samples: list[Sample], rows: Sequence[str]) -> list[str]:
