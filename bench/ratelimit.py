@@ -4,6 +4,10 @@ Owns the scaling rows: ``RateLimiter.check()`` on a captured ``lock`` Call at li
 and 100 000 per minute, with 10 and 100 000 projects taking turns (every one of them
 counted once before timing), in memory and in Redis; it must never touch a Redis key
 outside its own prefix, and deletes those when done.
+
+A storage's four cells are timed interleaved: every repeat times each cell once, in an
+order rotated per repeat, so that a burst of another tenant's load falls on all four
+rather than on the one being timed (the cells are compared with each other: ±15 %).
 """
 
 from __future__ import annotations
@@ -11,13 +15,19 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 LIMITS = (10, 100_000)
 PROJECTS = (10, 100_000)
 PERIOD = 60.0
 WARM_BATCH = 20  # Redis: counted concurrently (within the client's pool), batch by batch
+WARM_CALLS = 50  # timed calls' paths warmed before the first repeat
+
+Check = Callable[[], Awaitable[None]]
+TimeOnce = Callable[[Check], Awaitable[tuple[float, float]]]  # (CPU, wall) µs per call
+Finish = Callable[[str, str, list[float], list[float]], Any]  # name, note, CPU, wall -> row
 
 
 class Clock:
@@ -37,76 +47,143 @@ def step_for(limit: int, projects: int) -> float:
     return PERIOD / (0.5 * limit * projects)
 
 
+@dataclass
+class Cell:
+    """One (storage, limit, projects) limiter, warm, and what its repeats measured."""
+
+    name: str
+    limiter: Any
+    prefix: str
+    check: Check
+    cpu: list[float] = field(default_factory=list)
+    wall: list[float] = field(default_factory=list)
+
+
+def rotated(cells: Sequence[Cell], turn: int) -> list[Cell]:
+    """The cells in the order of this repeat: each starts a repeat in turn."""
+    if not cells:
+        return []
+    shift = turn % len(cells)
+    return [*cells[shift:], *cells[:shift]]
+
+
 async def scaling_rows(
     ratelimit: Any,
     call: Any,
     policy: Any,
     storages: Sequence[tuple[str, str]],
-    measure: Callable[[Callable[[], Any], str, str], Any],
+    time_once: TimeOnce,
+    finish: Finish,
     prefix: str,
+    repeat: int,
 ) -> tuple[list[Any], list[str]]:
-    """One measure per (storage, limit, projects); notes for what could not run."""
-    rows, notes = [], []
+    """One row per (storage, limit, projects), a storage's cells timed interleaved; notes
+    for what could not run."""
+    rows: list[Any] = []
+    notes: list[str] = []
     base = call.credentials
     callers = [dataclasses.replace(base, project_id=f"p{i:06d}") for i in range(max(PROJECTS))]
-    for (label, url), limit, projects in itertools.product(storages, LIMITS, PROJECTS):
-        rules = {
-            "rules": [
-                {
-                    "name": "server-actions",
-                    "limit": f"{limit} per minute",
-                    "methods": ["POST"],
-                    "path": "/servers/*/action",
-                }
-            ]
-        }
-        clock = Clock(step_for(limit, projects))
-        limiter = ratelimit.RateLimiter(
-            ratelimit.parse_rules(rules),
-            policy,
-            storage_url=url,
-            key_prefix=f"{prefix}_{limit}_{projects}",
-            timeout=2.0,
-            clock=clock,
-        )
-        who = callers[:projects]
-        turn = itertools.count()
+    for label, url in storages:
+        cells: list[Cell] = []
         try:
-            await limiter.start()
-            # Every project active before timing (in Redis: a batch at a time).
-            for start in range(0, projects, WARM_BATCH):
-                batch = [_copy(call, caller) for caller in who[start : start + WARM_BATCH]]
-                if limiter.shared:
-                    await asyncio.gather(*(limiter.check(c) for c in batch))
-                else:
-                    for c in batch:
-                        await limiter.check(c)
-                clock.now += clock.step * len(batch)
-
-            async def check(
-                limiter: Any = limiter,
-                who: list[Any] = who,
-                clock: Clock = clock,
-                turn: Iterator[int] = turn,
-            ) -> None:
-                call.credentials = who[next(turn) % len(who)]
-                clock.now += clock.step
-                await limiter.check(call)
-                call.answer_headers.clear()
-                if call.rate_limit != "allowed":
-                    raise RuntimeError(f"not admitted: {call.rate_limit}")
-
-            name = f"check(), {label}, {limit:,} per minute, {projects:,} projects"
-            rows.append(await measure(check, name, _note(limiter)))
+            for limit, projects in itertools.product(LIMITS, PROJECTS):
+                name = f"check(), {label}, {limit:,} per minute, {projects:,} projects"
+                cell_prefix = f"{prefix}_{limit}_{projects}"
+                try:
+                    cells.append(
+                        await _cell(
+                            ratelimit,
+                            call,
+                            policy,
+                            url,
+                            cell_prefix,
+                            name,
+                            limit,
+                            callers[:projects],
+                        )
+                    )
+                except Exception as exc:
+                    notes.append(f"* {name}: {type(exc).__name__}: {exc}")
+            for cell in cells:
+                for _ in range(WARM_CALLS):
+                    await cell.check()
+            for turn in range(repeat):
+                for cell in rotated(cells, turn):
+                    cpu, wall = await time_once(cell.check)
+                    cell.cpu.append(cpu)
+                    cell.wall.append(wall)
+            rows += [finish(cell.name, _note(cell.limiter), cell.cpu, cell.wall) for cell in cells]
         except Exception as exc:
-            notes.append(
-                f"* {label}, {limit}/minute, {projects} projects: {type(exc).__name__}: {exc}"
-            )
+            notes.append(f"* {label}: {type(exc).__name__}: {exc} (its cells not reported)")
         finally:
-            await limiter.close()
-            await _forget(url, f"{prefix}_{limit}_{projects}")
+            for cell in cells:
+                await cell.limiter.close()
+                await _forget(url, cell.prefix)
     call.credentials = base
     return rows, notes
+
+
+async def _cell(
+    ratelimit: Any,
+    call: Any,
+    policy: Any,
+    url: str,
+    prefix: str,
+    name: str,
+    limit: int,
+    who: list[Any],
+) -> Cell:
+    """A started limiter with one rule at ``limit``, every project in ``who`` counted once."""
+    rules = {
+        "rules": [
+            {
+                "name": "server-actions",
+                "limit": f"{limit} per minute",
+                "methods": ["POST"],
+                "path": "/servers/*/action",
+            }
+        ]
+    }
+    clock = Clock(step_for(limit, len(who)))
+    limiter = ratelimit.RateLimiter(
+        ratelimit.parse_rules(rules),
+        policy,
+        storage_url=url,
+        key_prefix=prefix,
+        timeout=2.0,
+        clock=clock,
+    )
+    await limiter.start()
+    try:
+        # Every project active before timing (in Redis: a batch at a time).
+        for start in range(0, len(who), WARM_BATCH):
+            batch = [_copy(call, caller) for caller in who[start : start + WARM_BATCH]]
+            if limiter.shared:
+                await asyncio.gather(*(limiter.check(c) for c in batch))
+            else:
+                for c in batch:
+                    await limiter.check(c)
+            clock.now += clock.step * len(batch)
+    except BaseException:
+        await limiter.close()
+        await _forget(url, prefix)
+        raise
+    turn = itertools.count()
+
+    async def check(
+        limiter: Any = limiter,
+        who: list[Any] = who,
+        clock: Clock = clock,
+        turn: Iterator[int] = turn,
+    ) -> None:
+        call.credentials = who[next(turn) % len(who)]
+        clock.now += clock.step
+        await limiter.check(call)
+        call.answer_headers.clear()
+        if call.rate_limit != "allowed":
+            raise RuntimeError(f"not admitted: {call.rate_limit}")
+
+    return Cell(name, limiter, prefix, check)
 
 
 def _copy(call: Any, credentials: Any) -> Any:
