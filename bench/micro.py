@@ -950,12 +950,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.path.insert(0, str(REPO))
     _quiet_logs()
     started = dt.datetime.now()
+    body: list[Measure] = []
+    policy: list[Measure] = []
     with _cwd(REPO):
         if args.only == "audit":
-            body, policy = [], []
             pipeline_lines, raw = _run_loop(bench_audit_only(settings))
         elif args.only == "ratelimit":
-            body, policy = [], []
             pipeline_lines, raw = _run_loop(bench_ratelimit_only(settings))
         else:
             body = bench_body(settings)

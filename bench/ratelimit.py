@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import itertools
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,12 +170,7 @@ async def _cell(
         raise
     turn = itertools.count()
 
-    async def check(
-        limiter: Any = limiter,
-        who: list[Any] = who,
-        clock: Clock = clock,
-        turn: Iterator[int] = turn,
-    ) -> None:
+    async def check() -> None:
         call.credentials = who[next(turn) % len(who)]
         clock.now += clock.step
         await limiter.check(call)
