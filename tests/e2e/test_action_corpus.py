@@ -35,7 +35,7 @@ from tests.e2e.corpus import (
 )
 from tests.e2e.gateway_fixtures import GatewayLab
 from tests.support.api_client import ApiClient
-from tests.support.lab_servers import boot_active
+from tests.support.lab_servers import boot_active, delete_server
 from tests.support.labs import RealNova
 from tests.support.processes import shared_dir
 
@@ -128,16 +128,12 @@ async def _delete_corpus_servers(realnova: RealNova, ids: Mapping[Target, str]) 
     """Unlock and delete, then wait until both are gone: later tests see a quiet Nova."""
     async with aiohttp.ClientSession() as session:
         nova = ApiClient(session, realnova.url)
-        for server_id in ids.values():
-            await nova.action(server_id, {"unlock": None}, MEMBER)
-            await nova.request("DELETE", f"/servers/{server_id}", token=MEMBER)
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        pending = set(ids.values())
-        while pending and time.monotonic() < deadline:
-            for server_id in list(pending):
-                if (await nova.server(server_id, MEMBER)).status == 404:
-                    pending.discard(server_id)
-            await asyncio.sleep(0.2)
+        await asyncio.gather(
+            *(
+                delete_server(nova, server_id, MEMBER, unlock=True, timeout=SETUP_TIMEOUT)
+                for server_id in ids.values()
+            )
+        )
 
 
 @pytest.fixture(scope="module")

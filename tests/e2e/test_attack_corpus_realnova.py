@@ -39,7 +39,7 @@ from tests.security import test_path_confusion as path_attacks
 from tests.security.lab import IMPATIENT_BODY_TIMEOUT, LAB_TOKENS, Tokens
 from tests.security.wire import LOOPBACK, AttackRequest, Targets, exchange
 from tests.support.api_client import ApiClient
-from tests.support.lab_servers import boot_active
+from tests.support.lab_servers import boot_active, delete_server
 from tests.support.labs import RealNova
 
 MEMBER = LAB_TOKENS["member"]
@@ -203,15 +203,12 @@ async def _clean_up(realnova: RealNova, booted: list[str]) -> None:
         nova = ApiClient(session, realnova.url)
         for seed in (realnova.seed("p1", 0), realnova.seed("p1", 1)):
             await settle(nova, nova, seed, "ACTIVE")
-        for server_id in booted:
-            await nova.action(server_id, {"unlock": None}, ADMIN)
-            await nova.request("DELETE", f"/servers/{server_id}", token=ADMIN)
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        for server_id in booted:
-            while time.monotonic() < deadline:  # bounded: later modules see a quiet Nova
-                if (await nova.server(server_id, ADMIN)).status == 404:
-                    break
-                await asyncio.sleep(0.2)
+        await asyncio.gather(
+            *(
+                delete_server(nova, server_id, ADMIN, unlock=True, timeout=SETUP_TIMEOUT)
+                for server_id in booted
+            )
+        )
 
 
 async def action_log(nova: ApiClient, server_id: str) -> list[tuple[str, str]]:

@@ -34,7 +34,7 @@ from tests.security import test_microversion_confusion as version_attacks
 from tests.security import test_path_confusion as path_attacks
 from tests.security.wire import Header, exchange, request_bytes
 from tests.support.api_client import ApiClient
-from tests.support.lab_servers import boot_active
+from tests.support.lab_servers import boot_active, delete_server
 from tests.support.labs import RealNova
 
 MEMBER = "alice:p1"
@@ -239,13 +239,7 @@ async def _boot(realnova: RealNova) -> str:
 async def _delete(realnova: RealNova, server_id: str) -> None:
     async with aiohttp.ClientSession() as session:
         nova = ApiClient(session, realnova.url)
-        await nova.action(server_id, {"unlock": None}, MEMBER)
-        await nova.request("DELETE", f"/servers/{server_id}", token=MEMBER)
-        deadline = time.monotonic() + SETUP_TIMEOUT
-        while time.monotonic() < deadline:  # bounded: later tests see a quiet Nova
-            if (await nova.server(server_id, MEMBER)).status == 404:
-                return
-            await asyncio.sleep(0.2)
+        await delete_server(nova, server_id, MEMBER, unlock=True, timeout=SETUP_TIMEOUT)
 
 
 async def action_log(nova: ApiClient, server_id: str) -> list[tuple[str, str]]:

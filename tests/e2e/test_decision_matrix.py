@@ -45,7 +45,7 @@ from tests.e2e.matrix import (
     sample,
 )
 from tests.support.api_client import ApiClient
-from tests.support.lab_servers import boot_active
+from tests.support.lab_servers import boot_active, delete_server
 from tests.support.labs import RealNova
 from tests.support.processes import ProcessStartError
 
@@ -170,16 +170,12 @@ async def _boot(realnova: RealNova) -> dict[ServerKey, str]:
 async def _delete(realnova: RealNova, ids: Servers) -> None:
     async with aiohttp.ClientSession() as session:
         nova = ApiClient(session, realnova.url)
-        for server_id in ids.values():
-            await nova.action(server_id, {"unlock": None}, ADMIN.token)
-            await nova.request("DELETE", f"/servers/{server_id}", token=ADMIN.token)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        pending = set(ids.values())
-        while pending and time.monotonic() < deadline:
-            for server_id in list(pending):
-                if (await nova.server(server_id, ADMIN.token)).status == 404:
-                    pending.discard(server_id)
-            await asyncio.sleep(0.2)
+        await asyncio.gather(
+            *(
+                delete_server(nova, server_id, ADMIN.token, unlock=True, timeout=BOOT_TIMEOUT)
+                for server_id in ids.values()
+            )
+        )
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,7 @@ from tests.conftest import skip_or_fail
 from tests.e2e.audited_gateway import RECORD_TIMEOUT, audit_records, start_audited_gateway
 from tests.e2e.gateway_fixtures import GatewayLab, keystone_identity
 from tests.support.api_client import ApiClient, Reply
-from tests.support.lab_servers import boot_active
+from tests.support.lab_servers import boot_active, delete_server
 from tests.support.labs import RealKeystone, RealNova
 
 BOOT_TIMEOUT = 60.0
@@ -106,12 +106,7 @@ async def _boot(url: str, token: str) -> str:
 async def _delete(url: str, server_id: str, token: str) -> None:
     async with aiohttp.ClientSession() as session:
         gateway = ApiClient(session, url)
-        await gateway.request("DELETE", f"/servers/{server_id}", token=token)
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while time.monotonic() < deadline:  # bounded: the session's realnova ends quiet
-            if (await gateway.server(server_id, token)).status == 404:
-                return
-            await asyncio.sleep(0.25)
+        await delete_server(gateway, server_id, token, timeout=BOOT_TIMEOUT, interval=0.25)
 
 
 async def send(

@@ -76,14 +76,25 @@ async def _scheduling_failed(nova: ApiClient, server_id: str, token: str) -> boo
     return any(known in message for known in SCHEDULING_FAULTS)
 
 
-async def delete_server(nova: ApiClient, server_id: str, token: str) -> None:
-    """Delete a server and wait (bounded) until Nova no longer shows it."""
+async def delete_server(
+    nova: ApiClient,
+    server_id: str,
+    token: str,
+    *,
+    unlock: bool = False,
+    timeout: float = GONE_TIMEOUT,
+    interval: float = 0.2,
+) -> None:
+    """Delete a server (unlocked first if ``unlock``) and wait, bounded, until Nova no
+    longer shows it: what comes next sees a quiet Nova."""
+    if unlock:
+        await nova.action(server_id, {"unlock": None}, token)
     await nova.request("DELETE", f"/servers/{server_id}", token=token)
-    deadline = time.monotonic() + GONE_TIMEOUT
-    while time.monotonic() < deadline:  # bounded: the next boot sees a quiet Nova
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
         if (await nova.server(server_id, token)).status == 404:
             return
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(interval)
 
 
 async def replace_failed_seeds(
