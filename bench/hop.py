@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
@@ -34,7 +35,7 @@ HOP_BY_HOP = frozenset(
 def make_app(upstream: str) -> web.Application:
     app = web.Application()
 
-    async def session_context(app: web.Application) -> object:
+    async def session_context(app: web.Application) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(limit=256, keepalive_timeout=60)
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
             app["session"] = session

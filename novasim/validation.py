@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, cast
 
 import jsonschema
+import jsonschema.protocols
 from oslo_serialization import base64 as oslo_base64
 from oslo_utils import uuidutils
 
@@ -70,7 +71,9 @@ def _numeric(keyword: str) -> Callable[..., Iterator[jsonschema.ValidationError]
     return check
 
 
-_NovaValidator = jsonschema.validators.extend(
+# The jsonschema stubs leave extend() unannotated; like create() it returns a validator class.
+_extend = cast(Callable[..., type[jsonschema.protocols.Validator]], jsonschema.validators.extend)
+_NovaValidator = _extend(
     jsonschema.Draft202012Validator,
     {"minimum": _numeric("minimum"), "maximum": _numeric("maximum")},
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 
@@ -19,7 +20,7 @@ def in_ci() -> bool:
     return os.environ.get("CI", "").lower() == "true"
 
 
-def skip_or_fail(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
     """Outside CI a missing real component skips; under CI=true it fails the suite."""
     if in_ci():
         pytest.fail(reason)

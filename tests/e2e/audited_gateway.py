@@ -65,7 +65,7 @@ def start_audited_gateway(
     upstream_url: str,
     home: Path,
     log_dir: Path,
-    sections: Mapping[str, Mapping[str, str]],
+    sections: Mapping[str, Mapping[str, object]],
     *,
     name: str,
 ) -> AuditedGateway:

@@ -12,6 +12,7 @@ import asyncio
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -58,7 +59,7 @@ def on(
     path: str,
     headers: list[tuple[str, str]],
     body: bytes = b"",
-    **options: bool,
+    **options: Any,
 ) -> Callable[[str], bytes]:
     def build(server: str) -> bytes:
         return request_bytes(method, path.format(s=server), headers, body, **options)

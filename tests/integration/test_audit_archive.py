@@ -12,7 +12,7 @@ from pathlib import Path
 
 from gateway.audit import chain
 from gateway.audit.chain import ChainReport
-from gateway.audit.cli import expand
+from gateway.audit.ledger import expand
 from tests.support.audit import (
     audit_overrides,
     read_records,

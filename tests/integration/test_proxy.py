@@ -10,6 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from multidict import CIMultiDictProxy
 
 from gateway.web.app import apply_reloadable
 from tests.integration.upstream import BIG, HOLD, RESET, STALL_BODY, STALL_HEADERS, FakeUpstream
@@ -23,7 +24,7 @@ REQUEST_ID = re.compile(
 
 async def send(
     url: str, method: str = "GET", **kwargs: Any
-) -> tuple[int, aiohttp.typedefs.LooseHeaders, bytes]:
+) -> tuple[int, CIMultiDictProxy[str], bytes]:
     headers = {"X-Auth-Token": "alice:p1", **kwargs.pop("headers", {})}
     async with aiohttp.ClientSession(auto_decompress=False) as session:
         async with session.request(method, url, headers=headers, **kwargs) as response:

@@ -93,7 +93,7 @@ async def start_gateways(
 ) -> list[Gateway]:
     rules = tmp_path / "rules.yaml"
     rules.write_text(RULES)
-    sections = {
+    sections: dict[str, Mapping[str, object]] = {
         "identity": {"mode": "noauth", "allow_noauth": "true"},
         "server_lookup": {"cache_ttl": 0},
         "metrics": {"sample_interval": 0.1},

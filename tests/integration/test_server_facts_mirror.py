@@ -16,11 +16,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from tests.support.api_client import action_status as post_action
 from tests.support.facts_lab import (
     HEARTBEAT,
     facts_lab,
     mirror_options,
-    post_action,
 )
 from tests.support.gateway import (
     admin_url,

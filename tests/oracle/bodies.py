@@ -98,8 +98,9 @@ def _string(schema: Schema, full: bool) -> st.SearchStrategy[str]:
 
 
 def _string_shape(schema: Schema, low: int, high: int) -> st.SearchStrategy[str]:
-    fmt, pattern = schema.get("format"), schema.get("pattern")
-    if fmt in _FORMATS:
+    fmt: str | None = schema.get("format")
+    pattern: str | None = schema.get("pattern")
+    if fmt is not None and fmt in _FORMATS:
         return _FORMATS[fmt](low, high)
     if pattern == schemas.VALID_DESCRIPTION_REGEX:
         return st.text(_PRINTABLE, min_size=low, max_size=high)
@@ -224,7 +225,8 @@ def _property_schema(schema: Schema, key: str) -> Schema | None:
     properties: Mapping[str, Schema] = schema.get("properties", {})
     if key in properties:
         return properties[key]
-    for sub in schema.get("patternProperties", {}).values():
+    patterns: Mapping[str, Schema] = schema.get("patternProperties", {})
+    for sub in patterns.values():
         return sub  # bodies are generated from the pattern, so the key matches it
     return None
 

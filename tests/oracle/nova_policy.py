@@ -18,6 +18,8 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Mapping
+from typing import Any
 
 # As Nova's own entry points (and the realnova lab) do, before anything imports eventlet.
 os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
@@ -38,7 +40,7 @@ from oslo_policy import opts as policy_opts  # noqa: E402
 CONF = nova.conf.CONF
 
 
-def configure(request):
+def configure(request: Mapping[str, Any]) -> None:
     policy_dir = request["policy_dir"]
     overrides = {
         "policy_file": os.path.join(policy_dir, "policy.yaml"),
@@ -52,15 +54,16 @@ def configure(request):
     nova_policy.init()
 
 
-def environ_for(token):
+def environ_for(token: Mapping[str, Any]) -> dict[str, Any]:
     # keystonemiddleware's own header mapping, from keystoneauth's view of the token.
     auth_ref = access.create(body=token, auth_token="token")
     request = _request._AuthTokenRequest.blank("/")
     request.set_user_headers(auth_ref)
-    return request.environ
+    environ: dict[str, Any] = request.environ
+    return environ
 
 
-def decide(case):
+def decide(case: Mapping[str, Any]) -> str:
     try:
         context = nova_context.RequestContext.from_environ(environ_for(case["token"]))
         allowed = context.can(case["rule"], case["target"], fatal=False)
@@ -69,11 +72,12 @@ def decide(case):
     return "allow" if allowed else "deny"
 
 
-def main():
+def main() -> None:
     CONF([], project="nova", default_config_files=[], default_config_dirs=[])
     policy_opts._register(CONF)
     for line in sys.stdin:
         request = json.loads(line)
+        answer: dict[str, object]
         try:
             configure(request)
         except Exception as exc:

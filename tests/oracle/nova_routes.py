@@ -13,6 +13,7 @@ import json
 import os
 import sys
 import warnings
+from typing import Any
 
 # As Nova's own entry points (and the realnova lab) do, before anything imports eventlet.
 os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
@@ -26,7 +27,7 @@ import nova.api.openstack  # noqa: E402
 from nova.api.openstack.compute import routes  # noqa: E402
 
 
-def build_mapper():
+def build_mapper() -> Any:
     """APIRouterV21.__init__'s loop, with a marker instead of each controller instance
     (instantiating controllers needs a configured Nova; matching never looks at them)."""
     mapper = nova.api.openstack.ProjectMapper()
@@ -39,13 +40,13 @@ def build_mapper():
     return mapper
 
 
-def routed(mapper, method, path):
+def routed(mapper: Any, method: str, path: str) -> bool:
     """What nova.api.wsgi.Router._dispatch sees: a match with a controller, or 404."""
     match = mapper.routematch(path, environ={"REQUEST_METHOD": method})
     return match is not None and match[0].get("controller") is not None
 
 
-def main():
+def main() -> None:
     mapper = build_mapper()
     out = sys.stdout
     for line in sys.stdin:

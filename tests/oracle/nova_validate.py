@@ -18,6 +18,9 @@ import logging
 import os
 import sys
 import warnings
+from collections.abc import Callable, Mapping
+from types import CodeType, FrameType
+from typing import Any, NoReturn, cast
 
 # As Nova's own entry points (and the realnova lab) do, before anything imports eventlet.
 os.environ.setdefault("OS_NOVA_DISABLE_EVENTLET_PATCHING", "1")
@@ -47,25 +50,25 @@ class Reached(BaseException):
 class ProbeRequest:
     """Just what Nova's decorators read from a request; anything else stops the call."""
 
-    def __init__(self, version):
+    def __init__(self, version: str) -> None:
         self.api_version_request = api_version_request.APIVersionRequest(version)
 
-    def is_legacy_v2(self):
+    def is_legacy_v2(self) -> bool:
         return False
 
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> NoReturn:
         raise Reached(name)
 
 
 class ProbeController:
-    def __getattr__(self, name):
+    def __getattr__(self, name: str) -> NoReturn:
         raise Reached(name)
 
 
-def action_methods():
+def action_methods() -> dict[str, tuple[Callable[..., Any], CodeType]]:
     """Every action key on /servers/{id}/action -> (decorated method, innermost code)."""
     main, subs = routes.server_controller.args
-    methods = {}
+    methods: dict[str, tuple[Callable[..., Any], CodeType]] = {}
     for controller in [main, *subs]:
         for key, name in controller.wsgi_actions.items():
             method = getattr(controller, name)
@@ -76,11 +79,16 @@ def action_methods():
     return methods
 
 
-def verdict(methods, action, version, body):
+def verdict(
+    methods: Mapping[str, tuple[Callable[..., Any], CodeType]],
+    action: str,
+    version: str,
+    body: Any,
+) -> dict[str, object]:
     method, inner_code = methods[action]
-    entered = []
+    entered: list[bool] = []
 
-    def watch(frame, event, arg):
+    def watch(frame: FrameType, event: str, arg: object) -> None:
         if event == "call" and frame.f_code is inner_code:
             entered.append(True)
 
@@ -95,7 +103,9 @@ def verdict(methods, action, version, body):
         return _refused(404, "The resource could not be found.")
     except webob.exc.HTTPException as exc:
         if not entered:
-            return _refused(exc.code, exc.explanation)
+            # Nova raises webob's HTTP error classes (WSGIHTTPException), which carry these.
+            refusal = cast(webob.exc.WSGIHTTPException, exc)
+            return _refused(refusal.code, refusal.explanation)
     except Exception:  # after validation: the controller's business, not ours
         if not entered:
             raise
@@ -106,16 +116,18 @@ def verdict(methods, action, version, body):
     return {"ok": True, "status": None, "message": ""}
 
 
-def _refused(status, message):
+def _refused(status: int, message: object) -> dict[str, object]:
     return {"ok": False, "status": status, "message": str(message)}
 
 
-def _version(value):
+def _version(value: Any) -> str | None:
     return None if value.is_null() else value.get_string()
 
 
-def dump_schemas(methods):
-    actions = {}
+def dump_schemas(
+    methods: Mapping[str, tuple[Callable[..., Any], CodeType]],
+) -> dict[str, object]:
+    actions: dict[str, dict[str, object]] = {}
     for key, (method, _) in methods.items():
         registered = getattr(method, "request_body_schemas", None)
         rows = [] if registered is None else registered._schemas
@@ -132,7 +144,7 @@ def dump_schemas(methods):
     }
 
 
-def main():
+def main() -> None:
     logging.disable(logging.CRITICAL)  # expected_errors logs every 500 with a traceback
     cfg.CONF([], project="nova", default_config_files=[], default_config_dirs=[])
     methods = action_methods()

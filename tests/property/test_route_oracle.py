@@ -8,6 +8,7 @@ router routes: the table equals the installed Nova's ROUTE_LIST, and thousands o
 from __future__ import annotations
 
 import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,7 +66,10 @@ def nova(oracle_python: Path) -> NovasRouter:  # noqa: F811
     (built from the gateway's templates; any template Nova has and the gateway lacks
     fails the first test)."""
     paths = _corpus([path for path, _ in ROUTES])
-    questions = [{"dump": "routes"}, *({"path": path, "methods": METHODS} for path in paths)]
+    questions: list[Mapping[str, Any]] = [
+        {"dump": "routes"},
+        *({"path": path, "methods": METHODS} for path in paths),
+    ]
     dump, *answers = ask_nova(oracle_python, questions, ORACLE)
     routed = {path: set(answer["routed"]) for path, answer in zip(paths, answers, strict=True)}
     return NovasRouter([(path, methods) for path, methods in dump["routes"]], routed)

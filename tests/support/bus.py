@@ -69,7 +69,7 @@ def listener(url: str, topic: str, exchange: str | None = None) -> Iterator[Rece
     control exchange); the queue, and an exchange the test named, are deleted after."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import oslo_messaging
+        import oslo_messaging  # type: ignore[import-untyped]  # ships no type hints
         from oslo_config import cfg
     conf = cfg.ConfigOpts()
     conf([], project="audit-test-consumer", default_config_files=[], default_config_dirs=[])

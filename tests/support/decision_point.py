@@ -65,6 +65,7 @@ class DecisionPoint:
     def url(self) -> str:
         """The ``//host:port`` part that follows ``http:`` in a check string."""
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # bound to "127.0.0.1": the socket reports a str
         return f"//{host}:{port}"
 
     def take(self) -> list[Asked]:

@@ -145,7 +145,7 @@ class NovaContext(oslo_context.RequestContext):
     enforcer: policy.Enforcer
 
     def __init__(self, is_admin: bool | None = None, **kwargs: Any) -> None:
-        super().__init__(is_admin=is_admin, **kwargs)  # type: ignore[arg-type]
+        super().__init__(is_admin=is_admin, **kwargs)
         if self.is_admin is None:
             self.is_admin = check_is_admin(self.enforcer, self)
 
@@ -175,7 +175,9 @@ def nova_decides(
 ) -> str:
     """A request's context built (NovaKeystoneContext), then ``context.can(rule, target,
     fatal=False)``: "allow", "deny", or "error:<type>" where Nova raises (an HTTP 500)."""
-    context_class = type("BoundNovaContext", (NovaContext,), {"enforcer": enforcer})
+    context_class: type[NovaContext] = type(
+        "BoundNovaContext", (NovaContext,), {"enforcer": enforcer}
+    )
     try:
         context = context_class.from_environ(dict(environ))
         with warnings.catch_warnings():
@@ -192,7 +194,9 @@ def nova_decides(
 
 def nova_credentials(enforcer: policy.Enforcer, environ: Mapping[str, str]) -> dict[str, Any]:
     """The credentials Nova's enforce() evaluates (and a remote check receives)."""
-    context_class = type("BoundNovaContext", (NovaContext,), {"enforcer": enforcer})
+    context_class: type[NovaContext] = type(
+        "BoundNovaContext", (NovaContext,), {"enforcer": enforcer}
+    )
     context = context_class.from_environ(dict(environ))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -266,7 +266,7 @@ def role_tokens() -> list[dict[str, Any]]:
     return tokens
 
 
-DEFAULT_TARGETS = (
+DEFAULT_TARGETS: tuple[dict[str, str], ...] = (
     {"project_id": "p1", "user_id": "u1"},
     {"project_id": "p2", "user_id": "u2"},
     {"project_id": "p1"},

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import redis
 
@@ -132,8 +133,10 @@ class SentinelLab:
 
     def primary_port(self) -> int | None:
         """The primary's port as the sentinels agree on it (None while they disagree)."""
+        # redis-py's return types cover its Sentinel client; a plain client gets (host, port).
         seen = {
-            int(s.client().sentinel_get_master_addr_by_name(SERVICE)[1]) for s in self.sentinels
+            int(cast("tuple[str, int]", s.client().sentinel_get_master_addr_by_name(SERVICE))[1])
+            for s in self.sentinels
         }
         return seen.pop() if len(seen) == 1 else None
 
@@ -201,7 +204,8 @@ def sentinel_lab(directory: Path, down_after_ms: int = 400) -> Iterator[Sentinel
         def ready() -> bool:
             for sentinel in lab.sentinels:
                 client = sentinel.client()
-                state = client.sentinel_master(SERVICE)
+                # A plain client gets the parsed dict (the bool is for Sentinel's broadcast).
+                state = cast("dict[str, Any]", client.sentinel_master(SERVICE))
                 replicas = client.sentinel_slaves(SERVICE)
                 if state["num-other-sentinels"] != 2 or len(replicas) != 1:
                     return False

@@ -21,6 +21,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis
@@ -405,7 +406,8 @@ def tls_sentinel(
         deadline = time.monotonic() + 20
         while True:
             try:
-                state = sentinel.client(authority).sentinel_master(service)
+                # A plain client gets the parsed dict (the bool is for Sentinel's broadcast).
+                state = cast("dict[str, Any]", sentinel.client(authority).sentinel_master(service))
                 if "master" in state["flags"] and "disconnected" not in state["flags"]:
                     break
             except (redis.RedisError, OSError):

@@ -56,7 +56,7 @@ def test_every_declared_dependency_has_a_pin_that_satisfies_it() -> None:
 
 def test_this_environment_runs_the_pinned_versions() -> None:
     pinned = pins()
-    installed = {
+    installed: dict[str, Version] = {
         canonicalize_name(dist.metadata["Name"]): Version(dist.version)
         for dist in importlib.metadata.distributions()
     }

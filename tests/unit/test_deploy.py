@@ -58,6 +58,7 @@ def one(objects: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
 
 def gateway_container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     pod = one(objects, "Deployment", "nova-gateway")["spec"]["template"]["spec"]
+    container: dict[str, Any]
     (container,) = pod["containers"]
     return container
 

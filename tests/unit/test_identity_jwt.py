@@ -77,7 +77,12 @@ def claims(**overrides: Any) -> dict[str, Any]:
     return {key: value for key, value in base.items() if value is not None}
 
 
-def sign(key: PrivateKey, alg: str, payload: dict[str, Any], kid: str | None = None) -> str:
+def sign(
+    key: PrivateKey | ed448.Ed448PrivateKey,
+    alg: str,
+    payload: dict[str, Any],
+    kid: str | None = None,
+) -> str:
     headers = {"kid": kid} if kid else None
     return jwt.encode(payload, key, algorithm=alg, headers=headers)
 

@@ -833,11 +833,12 @@ def test_files_changing_while_loaded_are_retried(
     engine: PolicyEngine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import gateway.policy.engine as module
+    from gateway.policy.load import ChangedWhileLoading
 
     real = module.load_policy
 
     def racing(*args: Any, **kwargs: Any) -> Any:
-        raise module.ChangedWhileLoading()
+        raise ChangedWhileLoading()
 
     write(tmp_path / "policy.yaml", f'"{PAUSE}": "rule:context_is_admin"')
     monkeypatch.setattr(module, "load_policy", racing)

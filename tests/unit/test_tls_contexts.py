@@ -26,9 +26,12 @@ from gateway.tls.contexts import (
 )
 from tests.support.tls_lab import Authority, Issued
 
+# The deployment CA, a stranger CA, the gateway's leaf and an operator's client certificate.
+Pki = tuple[Authority, Authority, Issued, Issued]
+
 
 @pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Authority, Issued, Issued]:
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     directory = tmp_path_factory.mktemp("pki")
     authority = Authority.create(directory / "ca", "Deployment CA")
     stranger = Authority.create(directory / "other", "Other CA")
@@ -87,7 +90,7 @@ def refused(outcome: Handshake) -> bool:
     return not outcome.ok
 
 
-async def test_the_listener_speaks_tls_1_3_by_default_and_no_compression(pki: tuple) -> None:
+async def test_the_listener_speaks_tls_1_3_by_default_and_no_compression(pki: Pki) -> None:
     authority, _, leaf, _ = pki
     context = server_context(ServerFiles(str(leaf.cert_file), str(leaf.key_file)), "[gateway]")
     outcome = await handshake(context, authority.client_context())
@@ -110,7 +113,7 @@ def permissive(issued: Issued) -> ssl.SSLContext:
 
 @pytest.mark.filterwarnings("ignore:ssl.TLSVersion.TLSv1")
 async def test_the_listener_refuses_tls_1_1_and_suites_without_forward_secrecy(
-    pki: tuple,
+    pki: Pki,
 ) -> None:
     authority, _, _, _ = pki
     leaf = authority.issue("gateway-rsa", rsa_key=True)  # static RSA suites need one
@@ -135,7 +138,7 @@ async def test_the_listener_refuses_tls_1_1_and_suites_without_forward_secrecy(
     assert cipher is not None and cipher[0].startswith("ECDHE-RSA-") and "GCM" in cipher[0]
 
 
-async def test_minimum_version_1_3_refuses_tls_1_2(pki: tuple) -> None:
+async def test_minimum_version_1_3_refuses_tls_1_2(pki: Pki) -> None:
     authority, _, leaf, _ = pki
     files = ServerFiles(str(leaf.cert_file), str(leaf.key_file))
     context = server_context(files, "[gateway]", minimum="1.3")
@@ -144,7 +147,7 @@ async def test_minimum_version_1_3_refuses_tls_1_2(pki: tuple) -> None:
     assert refused(await handshake(context, client))
 
 
-async def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(pki: tuple) -> None:
+async def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(pki: Pki) -> None:
     authority, stranger, leaf, operator = pki
     files = ServerFiles(str(leaf.cert_file), str(leaf.key_file), str(authority.cert_file))
     context = server_context(files, "[gateway] admin_tls_*")
@@ -158,7 +161,7 @@ async def test_mutual_tls_requires_a_client_certificate_from_the_client_ca(pki: 
 
 
 async def test_a_client_context_trusts_the_given_ca_alone_and_checks_the_name(
-    pki: tuple,
+    pki: Pki,
 ) -> None:
     authority, stranger, leaf, _operator = pki
     server = authority.server_context(leaf)
@@ -181,7 +184,7 @@ async def test_a_client_context_trusts_the_given_ca_alone_and_checks_the_name(
     assert system.verify_mode == ssl.CERT_REQUIRED and system.check_hostname
 
 
-async def test_a_client_presents_its_certificate_for_mutual_tls(pki: tuple) -> None:
+async def test_a_client_presents_its_certificate_for_mutual_tls(pki: Pki) -> None:
     authority, _, leaf, operator = pki
     server = authority.server_context(leaf, client_ca=authority.cert_file)
     files = ClientFiles(str(authority.cert_file), str(operator.cert_file), str(operator.key_file))
@@ -190,7 +193,7 @@ async def test_a_client_presents_its_certificate_for_mutual_tls(pki: tuple) -> N
     assert not (await handshake(server, without)).server_accepted
 
 
-def test_unusable_files_are_refused_naming_the_options(pki: tuple, tmp_path: Path) -> None:
+def test_unusable_files_are_refused_naming_the_options(pki: Pki, tmp_path: Path) -> None:
     authority, _, leaf, _ = pki
     owner = "[upstream] ca_file, cert_file, key_file"
     with pytest.raises(ConfigError, match=r"^\[upstream\] ca_file.*: .*nope.pem: no such file"):
@@ -210,7 +213,7 @@ def test_unusable_files_are_refused_naming_the_options(pki: tuple, tmp_path: Pat
         )
 
 
-def test_tls_files_beside_a_plain_url_are_refused(pki: tuple) -> None:
+def test_tls_files_beside_a_plain_url_are_refused(pki: Pki) -> None:
     authority, _, _, _ = pki
     files = ClientFiles(str(authority.cert_file))
     with pytest.raises(ConfigError, match="is not https"):
@@ -219,7 +222,7 @@ def test_tls_files_beside_a_plain_url_are_refused(pki: tuple) -> None:
     assert isinstance(context_for_url("https://nova:8774", files, "[upstream]"), ssl.SSLContext)
 
 
-def test_redis_options_always_verify(pki: tuple, tmp_path: Path) -> None:
+def test_redis_options_always_verify(pki: Pki, tmp_path: Path) -> None:
     authority, _, _, operator = pki
     options = redis_tls_options(
         ClientFiles(str(authority.cert_file), str(operator.cert_file), str(operator.key_file)),
@@ -245,7 +248,7 @@ def test_verification_failure_reads_aiohttp_wrappers_and_ignores_other_errors() 
     assert verification_failure(TimeoutError()) is None
 
 
-async def test_a_renewed_client_ca_reaches_the_next_connection(pki: tuple, tmp_path: Path) -> None:
+async def test_a_renewed_client_ca_reaches_the_next_connection(pki: Pki, tmp_path: Path) -> None:
     """RenewedClientContext (the single Redis's TLS): the same context while its files
     stay, a new one once the CA file is replaced, and the last good one kept (and the
     failure logged once) while the replacement does not load."""
