@@ -9,9 +9,8 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from limits import RateLimitItem
 
@@ -19,9 +18,8 @@ from gateway.proxy import headers
 from gateway.ratelimit.rules import Rule
 
 
-@dataclass(frozen=True)
-class Usage:
-    """Where one rule stands for one caller."""
+class Usage(NamedTuple):
+    """Where one rule stands for one caller (a tuple: one per rule on every check)."""
 
     rule: Rule
     limit: RateLimitItem

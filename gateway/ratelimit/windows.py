@@ -16,8 +16,7 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from limits import RateLimitItem
 
@@ -26,9 +25,11 @@ from limits import RateLimitItem
 # no call pays for the whole backlog.
 SWEEP_PER_TOUCH = 2
 
+# Counted and Window are named tuples: several of each are made per check, and a frozen
+# dataclass sets each field through object.__setattr__ (two rules: 14 µs against 9).
 
-@dataclass(frozen=True, slots=True)
-class Counted:
+
+class Counted(NamedTuple):
     """Where one rule stands for one caller after a check."""
 
     limit: RateLimitItem
@@ -36,8 +37,7 @@ class Counted:
     reset_at: float  # epoch seconds: see Window.reset_at
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
+class Window(NamedTuple):
     """A counter as it stands at ``now``: its period, where ``now`` is in it, the counts."""
 
     period: float
@@ -45,13 +45,13 @@ class Window:
     previous: int
     current: int
 
-    def count(self, now: float) -> float:
+    def count_at(self, now: float) -> float:
         # The same operations, in the same order, as the Redis script: one decision.
         return self.previous * weight_left(self.period, self.start, now) + self.current
 
     def available_in(self, limit: int, need: int, now: float) -> float:
         """Seconds from ``now`` until ``need`` units fit under ``limit`` (no new calls)."""
-        if limit - self.count(now) >= need:
+        if limit - self.count_at(now) >= need:
             return 0.0
         if self.previous and limit - self.current >= need:
             # Within this window, as the previous one fades out.
@@ -64,7 +64,7 @@ class Window:
     def reset_at(self, limit: int, now: float) -> float:
         """What RateLimit-Reset shows an admitted call: when one more unit is free, or
         the window ends (and its count starts to fade), whichever comes first."""
-        remaining = math.floor(limit - self.count(now))
+        remaining = math.floor(limit - self.count_at(now))
         frees = self.available_in(limit, min(limit, remaining + 1), now)
         return now + min(frees, self.start + self.period - now)
 
@@ -82,7 +82,7 @@ def counted(limit: RateLimitItem, window: Window, cost: int, admitted: bool, now
     """The usage a check reports: for an admitted call, RateLimit-Reset after counting
     it; otherwise when ``cost`` (at least one) would fit: a refusal's honest Retry-After,
     which may be up to two periods away (the current window must fade out)."""
-    remaining = math.floor(limit.amount - window.count(now))
+    remaining = math.floor(limit.amount - window.count_at(now))
     if admitted:
         after = Window(window.period, window.start, window.previous, window.current + cost)
         return Counted(limit, remaining, after.reset_at(limit.amount, now))
@@ -125,7 +125,7 @@ class MemoryWindows:
         entries = [self._entry(key, limit, now) for key, limit in zip(keys, limits, strict=True)]
         windows = [window for _, window in entries]
         admitted = cost > 0 and all(
-            not limit.amount - window.count(now) < cost
+            not limit.amount - window.count_at(now) < cost
             for limit, window in zip(limits, windows, strict=True)
         )
         if admitted:

@@ -16,10 +16,10 @@ EDGE = 29_000_000 * MINUTE  # a minute boundary, as epoch seconds
 
 def test_count_weighs_the_previous_window_by_what_is_left_of_it() -> None:
     window = Window(MINUTE, EDGE, previous=30, current=5)
-    assert window.count(EDGE) == 35  # the whole previous window still counts
-    assert window.count(EDGE + 15) == pytest.approx(30 * 0.75 + 5)
-    assert window.count(EDGE + 45) == pytest.approx(30 * 0.25 + 5)
-    assert window.count(EDGE + MINUTE) == 5
+    assert window.count_at(EDGE) == 35  # the whole previous window still counts
+    assert window.count_at(EDGE + 15) == pytest.approx(30 * 0.75 + 5)
+    assert window.count_at(EDGE + 45) == pytest.approx(30 * 0.25 + 5)
+    assert window.count_at(EDGE + MINUTE) == 5
 
 
 def test_available_in_within_the_window_and_in_the_next() -> None:
