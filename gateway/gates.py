@@ -47,9 +47,7 @@ def _invalid_state(spec: ActionSpec, server_id: str) -> Fault:
     )
 
 
-def check_lock(
-    spec: ActionSpec, server: ServerFacts, is_admin: bool, strict_locks: bool
-) -> None:
+def check_lock(spec: ActionSpec, server: ServerFacts, is_admin: bool, strict_locks: bool) -> None:
     """``check_instance_lock``: a locked server refuses non-admins (admins too if strict).
 
     lock and unlock are never lock-checked, so a strict site still lets admins unlock.

@@ -127,9 +127,7 @@ class Fault(Exception):
         # and Accept header choose the form, exactly as in front of Nova.
         headers = {} if accept is None else {"Accept": accept}
         answer = webob.Request.blank("/", method=method, headers=headers).get_response(page)
-        return Rendered(
-            answer.headers.get("Content-Type"), answer.body, answer.content_length or 0
-        )
+        return Rendered(answer.headers.get("Content-Type"), answer.body, answer.content_length or 0)
 
 
 def render_fault(status: int, message: str, retry_after: int | None = None) -> bytes:

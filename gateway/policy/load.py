@@ -102,6 +102,7 @@ class LoadedPolicy:
         return any(
             name in by_oslo or (name not in predicates and self.default_by_oslo) for name in rules
         )
+
     # Rules whose check reads a ``server.*`` key of the target (directly or through the
     # rules they name): decisions on them need current server facts.
     server_rules: frozenset[str] = frozenset()

@@ -22,6 +22,7 @@ from gateway.watch import FileWatcher, Marks, every, marks
 
 log = structlog.get_logger(__name__)
 
+
 @dataclass(frozen=True)
 class Served:
     """The leaf certificate a listener presents, as the log and the metrics show it."""

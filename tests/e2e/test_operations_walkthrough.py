@@ -102,9 +102,7 @@ def test_the_operations_walkthrough_runs_as_written(tmp_path: Path) -> None:
             if step.expected is not None:
                 expected = step.expected
                 for name, value in chosen.items():
-                    for default, actual in zip(
-                        defaults[name].split(), value.split(), strict=True
-                    ):
+                    for default, actual in zip(defaults[name].split(), value.split(), strict=True):
                         expected = expected.replace(default, actual)
                 assert matches(expected, run.stdout), (
                     f"{where}\nprinted:\n{run.stdout}\nthe document says:\n{expected}"

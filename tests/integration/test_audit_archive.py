@@ -32,9 +32,7 @@ def run(*argv: str, minutes: int = 1440) -> subprocess.CompletedProcess[str]:
     # The script calls `nova-gateway` from PATH, as the systemd unit sets it.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
     env = {**os.environ, "PATH": path, "ARCHIVE_AFTER_MINUTES": str(minutes)}
-    return subprocess.run(
-        [str(SCRIPT), *argv], capture_output=True, text=True, env=env, timeout=60
-    )
+    return subprocess.run([str(SCRIPT), *argv], capture_output=True, text=True, env=env, timeout=60)
 
 
 def verify(key: Path, *directories: Path) -> list[ChainReport]:

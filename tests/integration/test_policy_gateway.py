@@ -134,5 +134,3 @@ async def test_remote_check_decides_off_the_loop(
     assert (await slow) == 403
     assert time.monotonic() - started >= 1.0
     assert novasim_upstream.actions_received(server) == [b'{"pause": null}']
-
-

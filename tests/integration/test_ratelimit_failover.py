@@ -253,10 +253,10 @@ async def test_sentinel_failover_under_load_keeps_limits_closed(
             # Until the replica is promoted every check fails fast (503), then the
             # gateways count on the new primary until the limit is spent (429).
             await load.until(
-                lambda: {
-                    a.gateway for a in load.answers if a.started > killed_at and a.status == 429
-                }
-                == {0, 1},
+                lambda: (
+                    {a.gateway for a in load.answers if a.started > killed_at and a.status == 429}
+                    == {0, 1}
+                ),
                 "both gateways refuse over the limit on the promoted replica",
             )
             await load.stop()
@@ -319,12 +319,14 @@ async def test_sentinel_hung_primary_fails_open_without_waiting(
         await asyncio.to_thread(lab.wait_for_failover)
         promoted_at = time.monotonic()
         await load.until(
-            lambda: {
-                a.gateway
-                for a in load.answers
-                if a.started > promoted_at + COOLDOWN and "RateLimit-Limit" in a.headers
-            }
-            == {0, 1},
+            lambda: (
+                {
+                    a.gateway
+                    for a in load.answers
+                    if a.started > promoted_at + COOLDOWN and "RateLimit-Limit" in a.headers
+                }
+                == {0, 1}
+            ),
             "both gateways count on the promoted replica",
         )
         await load.stop()
@@ -333,9 +335,12 @@ async def test_sentinel_hung_primary_fails_open_without_waiting(
         assert_bounded(answers)
         unlimited = [a for a in answers if a.status == 200 and "RateLimit-Limit" not in a.headers]
         for gateway in started:
-            assert await gateway.metric(
-                "nova_gateway_rate_limit_decisions_total", outcome="storage_down_open"
-            ) >= 1
+            assert (
+                await gateway.metric(
+                    "nova_gateway_rate_limit_decisions_total", outcome="storage_down_open"
+                )
+                >= 1
+            )
         # Counting resumed from what the replica held: no answer counted on the new
         # primary shows the budget of a fresh window.
         before = [a for a in answers if a.started < frozen_at and a.status == 200]
@@ -369,8 +374,10 @@ async def test_cluster_shares_limits_and_survives_a_primary(
         killed_at = time.monotonic()
         owner.kill()
         await load.until(
-            lambda: {a.gateway for a in load.answers if a.started > killed_at and a.status == 429}
-            == {0, 1},
+            lambda: (
+                {a.gateway for a in load.answers if a.started > killed_at and a.status == 429}
+                == {0, 1}
+            ),
             "both gateways refuse over the limit once a replica took the slot over",
         )
         await load.stop()

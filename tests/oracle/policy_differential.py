@@ -271,9 +271,7 @@ def run(
                     )
             for rules in _remote_policies(point.url):
                 policy = Policy(site=rules)
-                cases = [
-                    (rng.choice(enforced), corpus.target(), corpus.token()) for _ in range(50)
-                ]
+                cases = [(rng.choice(enforced), corpus.target(), corpus.token()) for _ in range(50)]
                 differential.compare(policy, cases, "remote checks")
             random_target = differential.tally.decisions + decisions
             while differential.tally.decisions < random_target:
@@ -288,9 +286,7 @@ def run(
                     # On Nova's defaults alone, so the rule nests exactly that deep.
                     policy = Policy()
                     corpus.deep_rule(policy, levels, chained=chained)
-                    cases = [
-                        (policy.deep_rule, corpus.target(), corpus.token()) for _ in range(20)
-                    ]
+                    cases = [(policy.deep_rule, corpus.target(), corpus.token()) for _ in range(20)]
                     differential.compare(policy, cases, "deep rules")
     finally:
         oracle.close()

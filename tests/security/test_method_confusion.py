@@ -121,9 +121,7 @@ def assert_override_refused(reply: Reply) -> None:
 
 @pytest.mark.parametrize("override", OVERRIDES)
 @pytest.mark.parametrize("value", OVERRIDE_VALUES)
-async def test_override_header_on_an_action_is_refused(
-    lab: Lab, override: str, value: str
-) -> None:
+async def test_override_header_on_an_action_is_refused(lab: Lab, override: str, value: str) -> None:
     """A request that names two methods is refused: nothing goes up, nothing runs."""
     server = lab.server("p1")
     mark = lab.mark()

@@ -85,8 +85,6 @@ class FactsLab:
         return str([sid for owner, sid in self.sim.seeded_ids() if owner == project][index])
 
 
-
-
 async def wait_live(workers: list[Worker], timeout: float = 15.0) -> None:
     await wait_until(
         lambda: not any(worker.gate.servers.degraded() for worker in workers),

@@ -142,8 +142,10 @@ class SentinelLab:
 
     def wait_for_failover(self, timeout: float = 30.0) -> None:
         wait_for(
-            lambda: self.primary_port() == self.replica.port
-            and self.replica.client().info("replication")["role"] == "master",
+            lambda: (
+                self.primary_port() == self.replica.port
+                and self.replica.client().info("replication")["role"] == "master"
+            ),
             "sentinels promote the replica",
             timeout,
         )
@@ -259,9 +261,7 @@ def cluster_lab(directory: Path, node_timeout_ms: int = 500) -> Iterator[Cluster
             raise RuntimeError(f"redis-cli --cluster create failed: {create.stdout}{create.stderr}")
 
         def settled() -> bool:
-            return all(
-                node.client().cluster("info")["cluster_state"] == "ok" for node in started
-            )
+            return all(node.client().cluster("info")["cluster_state"] == "ok" for node in started)
 
         wait_for(settled, "the cluster covers every slot on every node", 30)
         roles = {node.port: node.client().info("replication")["role"] for node in started}

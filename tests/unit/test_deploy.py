@@ -358,9 +358,7 @@ def configmap_dir(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_a_policy_configmap_update_is_picked_up_without_restart(configmap_dir: Path) -> None:
-    kubelet_publish(
-        configmap_dir, {"policy.yaml": "{}\n", "policy.d/site-rules.yaml": "{}\n"}, 1
-    )
+    kubelet_publish(configmap_dir, {"policy.yaml": "{}\n", "policy.d/site-rules.yaml": "{}\n"}, 1)
     conf = config.make_conf()
     conf([], project="nova-gateway", default_config_files=[])
     conf.set_override("policy_dir", str(configmap_dir), group="policy")
@@ -376,9 +374,7 @@ def test_a_policy_configmap_update_is_picked_up_without_restart(configmap_dir: P
     )
     assert engine.poll()
     assert not engine.decide(PAUSE, target, MEMBER).allowed
-    kubelet_publish(
-        configmap_dir, {"policy.yaml": "{}\n", "policy.d/site-rules.yaml": "{}\n"}, 3
-    )
+    kubelet_publish(configmap_dir, {"policy.yaml": "{}\n", "policy.d/site-rules.yaml": "{}\n"}, 3)
     assert engine.poll()
     assert engine.decide(PAUSE, target, MEMBER).allowed
 

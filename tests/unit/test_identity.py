@@ -244,7 +244,9 @@ async def test_keystone_www_authenticate_uri_is_configurable() -> None:
     async with aiohttp.ClientSession() as session:
         authenticator = await build_authenticator(conf, session)
     assert isinstance(authenticator, KeystoneAuthenticator)
-    assert authenticator.www_authenticate == 'Keystone uri="https://keystone.example.com/identity/v3"'
+    assert (
+        authenticator.www_authenticate == 'Keystone uri="https://keystone.example.com/identity/v3"'
+    )
     assert "pw" not in repr(authenticator)
 
 

@@ -201,4 +201,3 @@ def test_recorded_bodies_round_trip_as_text_or_base64() -> None:
     assert binary.to_json()["body_encoding"] == "base64"
     for record in (text, binary):
         assert RecordedRequest.decode_body(record.to_json()) == record.body
-

@@ -32,9 +32,11 @@ def tree_modules() -> set[str]:
 
 
 def top_level() -> set[str]:
-    return {name.removeprefix("gateway/").removesuffix(".py").rstrip("/")
-            for name in tree_modules() if name.count("/") == 1 or (name.endswith("/")
-            and name.count("/") == 2)}
+    return {
+        name.removeprefix("gateway/").removesuffix(".py").rstrip("/")
+        for name in tree_modules()
+        if name.count("/") == 1 or (name.endswith("/") and name.count("/") == 2)
+    }
 
 
 def diagram_names() -> set[str]:

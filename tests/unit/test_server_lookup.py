@@ -155,9 +155,7 @@ async def test_concurrent_decisions_on_one_server_share_one_read(
     store = cache(nova.url, session, size=10)
     server = nova.make_server(project_id="p1")
     start = time.monotonic()
-    known = await asyncio.gather(
-        *(store.known(server, not_before=start) for _ in range(6))
-    )
+    known = await asyncio.gather(*(store.known(server, not_before=start) for _ in range(6)))
     assert all(entry.facts is not None and entry.facts.id == server for entry in known)
     assert nova.reads_of(server) == 1
     assert store.misses == 6 and store.hits == 0  # six decisions read, one request made
