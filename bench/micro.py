@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
-from bench.stats import percentile
+from bench.stats import percentile, rotated
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS_DIR = REPO / "bench" / "results"
@@ -488,8 +488,7 @@ async def compare(
             if item.finish is not None:
                 await item.finish()
         for round_index in range(settings.rounds):
-            shift = round_index % len(live)
-            for item in [*live[shift:], *live[:shift]]:
+            for item in rotated(live, round_index):
                 item.recorder.reset()
                 hits, misses = item.gate.servers.hits, item.gate.servers.misses
                 walls, cpu = await send(item.session, item.url, settings.block, ids)

@@ -19,6 +19,8 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from bench.stats import rotated
+
 LIMITS = (10, 100_000)
 PROJECTS = (10, 100_000)
 PERIOD = 60.0
@@ -57,14 +59,6 @@ class Cell:
     check: Check
     cpu: list[float] = field(default_factory=list)
     wall: list[float] = field(default_factory=list)
-
-
-def rotated(cells: Sequence[Cell], turn: int) -> list[Cell]:
-    """The cells in the order of this repeat: each starts a repeat in turn."""
-    if not cells:
-        return []
-    shift = turn % len(cells)
-    return [*cells[shift:], *cells[:shift]]
 
 
 async def scaling_rows(

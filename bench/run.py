@@ -32,7 +32,7 @@ from bench.mixed import run_mixed
 from bench.procs import LOOPBACK, Child, Children, StartError, free_port, pinned
 from bench.profile import report as profile_report
 from bench.scenarios import SCENARIOS, TOKEN, Scenario, wrk_script
-from bench.stats import fmt, median
+from bench.stats import fmt, median, rotated
 from bench.tools import Tools, locate, nginx_command
 
 # The services the gateway rows use on this machine (RabbitMQ's Erlang VM, Redis).
@@ -500,7 +500,7 @@ class Bench:
             script = self.workdir / f"{name}.lua"
             script.write_text(wrk_script(scenario, self.server_ids), encoding="utf-8")
             for rep in range(self.args.reps):
-                rows = _rotated(self.live_rows(), rep)
+                rows = rotated(self.live_rows(), rep)
                 for row in rows:
                     self._sample(partial(self.closed_sample, scenario, row, rep, script), row)
 
@@ -509,7 +509,7 @@ class Bench:
             return
         scenario = SCENARIOS["lock"]
         for rep in range(self.args.rate_reps):
-            for row in _rotated(self.live_rows(), rep):
+            for row in rotated(self.live_rows(), rep):
                 self._sample(partial(self.fixed_sample, scenario, row, rep), row)
 
     def _sample(self, take: Callable[[], Sample], row: Row) -> None:
@@ -550,13 +550,6 @@ class Bench:
 def _foreign(sample: Sample) -> str:
     """Foreign CPU % of a sample; * when it is the quieter of two attempts."""
     return f"{sample.foreign_pct:.0f}" + ("*" if sample.extra.get("attempts", 1) > 1 else "")
-
-
-def _rotated(rows: Sequence[Row], rep: int) -> list[Row]:
-    if not rows:
-        return []
-    shift = rep % len(rows)
-    return [*rows[shift:], *rows[:shift]]
 
 
 # -- report ------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Small statistics and formatting helpers for the benchmark tables.
 
-Owns medians, percentiles and number formatting; it must never measure anything.
+Owns medians, percentiles, number formatting and the rotated order of repetitions; it
+must never measure anything.
 """
 
 from __future__ import annotations
@@ -8,6 +9,18 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def rotated(items: Sequence[T], turn: int) -> list[T]:
+    """``items`` in the order of repetition ``turn``: each starts a repetition in turn, so
+    a burst of other load does not always fall on the same one."""
+    if not items:
+        return []
+    shift = turn % len(items)
+    return [*items[shift:], *items[:shift]]
 
 
 def percentile(ordered: Sequence[float], pct: float) -> float:
